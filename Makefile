@@ -1,0 +1,51 @@
+# urgentflow — the two commands are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo up stop test lint unit integration e2e testbed testbed-stop lock clean
+
+venv: $(STAMP)
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "ERROR: cannot create a venv: install python3-venv"; exit 1; }
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $@
+
+# Start the embedded runtime, run the main DAG through the REST API, leave the runtime up.
+demo: venv
+	$(PY) scripts/runtime.py start
+	$(PY) scripts/demo.py
+
+up: venv
+	$(PY) scripts/runtime.py start
+
+stop:
+	@test -x $(PY) && $(PY) scripts/runtime.py stop || true
+
+testbed: venv
+	scripts/testbed start
+
+testbed-stop:
+	scripts/testbed stop
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+unit: venv
+	$(VENV)/bin/pytest -m "not integration and not e2e"
+
+# Everything: lint, test bed up, the whole suite (unit, DAG integrity, integration, e2e).
+test: venv lint testbed
+	$(VENV)/bin/pytest
+
+lock:
+	$(PY) -m pip freeze --exclude-editable | grep -v '^urgentflow' > constraints.txt.new
+	@{ sed -n '1,2p' constraints.txt; cat constraints.txt.new; } > constraints.txt && rm constraints.txt.new
+
+clean: stop testbed-stop
+	rm -rf $(VENV)
