@@ -1,0 +1,113 @@
+"""The batch-system adapter interface: pure functions from job specs and ids to command lines and back.
+
+An adapter never opens a connection or a file on a remote host; transports run what it renders.
+"""
+
+from __future__ import annotations
+
+import shlex
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from string import Template
+
+from operators.hpc.spec import JobSpec
+from operators.hpc.states import JobStatus
+
+TEMPLATES = Path(__file__).resolve().parents[3] / "include" / "templates"
+SECTION = "#--urgentflow-section--"
+
+
+@cache
+def template(name: str) -> Template:
+    return Template((TEMPLATES / name).read_text())
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """A job being watched: its native id and the exit-code file its script writes."""
+
+    job_id: str
+    exit_file: str
+
+
+class BatchAdapter(ABC):
+    """One batch system. Subclasses render scripts and commands and parse what the commands print."""
+
+    name: str
+
+    @abstractmethod
+    def render_script(self, spec: JobSpec) -> str: ...
+
+    @abstractmethod
+    def submit_command(self, spec: JobSpec) -> str: ...
+
+    @abstractmethod
+    def parse_submit(self, stdout: str) -> str: ...
+
+    @abstractmethod
+    def status_command(self, jobs: Sequence[JobRef]) -> str:
+        """ONE command that reports on every job in ``jobs``."""
+
+    @abstractmethod
+    def parse_status(self, stdout: str, jobs: Sequence[JobRef]) -> dict[str, JobStatus]:
+        """Our view of each job; a job the batch system no longer knows is UNKNOWN."""
+
+    @abstractmethod
+    def cancel_command(self, job_ids: Sequence[str]) -> str: ...
+
+    @abstractmethod
+    def find_command(self, name: str, workdir: str) -> str:
+        """A command printing the id of a live job named ``name`` (nothing when there is none)."""
+
+    def parse_find(self, stdout: str) -> str | None:
+        ids = [line.strip() for line in stdout.splitlines() if line.strip().isdigit()]
+        return ids[0] if ids else None
+
+    def prepare_command(self, spec: JobSpec) -> str:
+        """Create the work directory (before the script is uploaded there)."""
+        return f"mkdir -p {shlex.quote(spec.workdir)}"
+
+    def tail_command(self, path: str, lines: int = 20) -> str:
+        return f"tail -n {int(lines)} {shlex.quote(path)} 2>/dev/null || true"
+
+    def job_body(self, spec: JobSpec, launch: str = "") -> str:
+        """The shell lines every adapter's script shares: env, setup, the quoted command, exit file."""
+        return template("job_body.sh").substitute(
+            name=spec.name,
+            exit_file_q=shlex.quote(spec.exit_file),
+            workdir_q=shlex.quote(spec.workdir),
+            exports="\n".join(f"export {k}={shlex.quote(v)}" for k, v in sorted(spec.environment.items())),
+            setup="\n".join(spec.setup),
+            launch=launch,
+            command=shlex.join(spec.command),
+        )
+
+
+def exit_files_command(jobs: Sequence[JobRef]) -> str:
+    """Print ``path:code`` for every exit file that exists (the judge of last resort)."""
+    if not jobs:
+        return "true"
+    return "grep -H '' " + " ".join(shlex.quote(j.exit_file) for j in jobs) + " 2>/dev/null || true"
+
+
+def parse_exit_files(lines: Sequence[str], jobs: Sequence[JobRef]) -> dict[str, int]:
+    by_path = {j.exit_file: j.job_id for j in jobs}
+    codes: dict[str, int] = {}
+    for line in lines:
+        path, _, code = line.rpartition(":")
+        if path in by_path and code.strip().lstrip("-").isdigit():
+            codes[by_path[path]] = int(code)
+    return codes
+
+
+def split_sections(stdout: str) -> list[list[str]]:
+    sections: list[list[str]] = [[]]
+    for line in stdout.splitlines():
+        if line.startswith(SECTION):
+            sections.append([])
+        elif line.strip():
+            sections[-1].append(line.rstrip())
+    return sections

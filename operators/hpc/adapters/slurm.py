@@ -1,0 +1,164 @@
+"""Slurm: sbatch / squeue / sacct / scancel. Pure: strings in, strings out."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+
+from operators.hpc.adapters.base import (
+    SECTION,
+    BatchAdapter,
+    JobRef,
+    exit_files_command,
+    parse_exit_files,
+    split_sections,
+    template,
+)
+from operators.hpc.spec import JobSpec
+from operators.hpc.states import JobState, JobStatus
+
+# Native states (squeue long names and sacct names) to ours.
+STATE_MAP: dict[str, JobState] = {
+    "PENDING": JobState.PENDING,
+    "CONFIGURING": JobState.PENDING,
+    "REQUEUED": JobState.PENDING,
+    "REQUEUE_HOLD": JobState.PENDING,
+    "REQUEUE_FED": JobState.PENDING,
+    "SUSPENDED": JobState.PENDING,
+    "RESV_DEL_HOLD": JobState.PENDING,
+    "RUNNING": JobState.RUNNING,
+    "COMPLETING": JobState.RUNNING,
+    "RESIZING": JobState.RUNNING,
+    "SIGNALING": JobState.RUNNING,
+    "STAGE_OUT": JobState.RUNNING,
+    "STOPPED": JobState.RUNNING,
+    "COMPLETED": JobState.COMPLETED,
+    "FAILED": JobState.FAILED,
+    "SPECIAL_EXIT": JobState.FAILED,
+    "TIMEOUT": JobState.TIMEOUT,
+    "DEADLINE": JobState.TIMEOUT,
+    "OUT_OF_MEMORY": JobState.OUT_OF_MEMORY,
+    "CANCELLED": JobState.CANCELLED,
+    "REVOKED": JobState.CANCELLED,
+    "NODE_FAIL": JobState.NODE_FAIL,
+    "BOOT_FAIL": JobState.NODE_FAIL,
+    "PREEMPTED": JobState.PREEMPTED,
+}
+SQUEUE_FORMAT = "%i|%T|%r"
+SACCT_FIELDS = "JobID,State,ExitCode"
+_SUBMITTED = re.compile(r"^(\d+)(;[\w.-]+)?$")
+
+
+def map_state(native: str) -> JobState:
+    # sacct writes e.g. "CANCELLED by 1000"; squeue long names are exact.
+    word = native.split()[0] if native.strip() else ""
+    return STATE_MAP.get(word, JobState.UNKNOWN)
+
+
+def _ids(jobs: Sequence[JobRef] | Sequence[str]) -> str:
+    ids = [j.job_id if isinstance(j, JobRef) else j for j in jobs]
+    for job_id in ids:
+        if not job_id.isdigit():
+            raise ValueError(f"not a Slurm job id: {job_id!r}")
+    return ",".join(ids)
+
+
+class SlurmAdapter(BatchAdapter):
+    name = "slurm"
+
+    def render_script(self, spec: JobSpec) -> str:
+        optional = ""
+        if spec.partition:
+            optional += f"#SBATCH --partition={spec.partition}\n"
+        if spec.account:
+            optional += f"#SBATCH --account={spec.account}\n"
+        if spec.memory_mb is not None:
+            optional += f"#SBATCH --mem={spec.memory_mb}M\n"
+        return template("slurm.sh").substitute(
+            name=spec.name,
+            workdir=spec.workdir,
+            stdout=spec.stdout,
+            stderr=spec.stderr,
+            walltime_minutes=spec.walltime_minutes,
+            nodes=spec.nodes,
+            tasks=spec.tasks,
+            cpus_per_task=spec.cpus_per_task,
+            optional=optional,
+            body=self.job_body(spec),
+        )
+
+    def submit_command(self, spec: JobSpec) -> str:
+        return f"sbatch --parsable {shlex.quote(spec.script_path)}"
+
+    def parse_submit(self, stdout: str) -> str:
+        for line in stdout.splitlines():
+            match = _SUBMITTED.match(line.strip())
+            if match:
+                return match.group(1)
+        raise ValueError(f"sbatch printed no job id: {stdout.strip()[:200]!r}")
+
+    def status_command(self, jobs: Sequence[JobRef]) -> str:
+        ids = _ids(jobs)
+        return (
+            f"squeue -h -t all -j {ids} -o '{SQUEUE_FORMAT}' 2>/dev/null; echo '{SECTION}'; "
+            f"sacct -X -P -n -j {ids} -o {SACCT_FIELDS} 2>/dev/null; echo '{SECTION}'; "
+            + exit_files_command(jobs)
+        )
+
+    def parse_status(self, stdout: str, jobs: Sequence[JobRef]) -> dict[str, JobStatus]:
+        sections = [*split_sections(stdout), [], [], []]
+        queue = _rows(sections[0])
+        acct = _rows(sections[1])
+        exit_codes = parse_exit_files(sections[2], jobs)
+        result: dict[str, JobStatus] = {}
+        for job in jobs:
+            result[job.job_id] = _judge(job.job_id, queue.get(job.job_id), acct.get(job.job_id), exit_codes)
+        return result
+
+    def cancel_command(self, job_ids: Sequence[str]) -> str:
+        return f"scancel {_ids(job_ids).replace(',', ' ')}"
+
+    def find_command(self, name: str, workdir: str) -> str:
+        return (
+            f'squeue -h -u "$(id -un)" -t PENDING,RUNNING,CONFIGURING,SUSPENDED -n {shlex.quote(name)} -o %i'
+        )
+
+
+def _rows(lines: Sequence[str]) -> dict[str, list[str]]:
+    rows: dict[str, list[str]] = {}
+    for line in lines:
+        fields = line.split("|")
+        if len(fields) >= 2 and fields[0].isdigit():
+            rows[fields[0]] = fields
+    return rows
+
+
+def _exit_code(field: str) -> int | None:
+    code, _, _signal = field.partition(":")
+    return int(code) if code.isdigit() else None
+
+
+def _judge(
+    job_id: str, queue: list[str] | None, acct: list[str] | None, exit_codes: dict[str, int]
+) -> JobStatus:
+    """squeue for live jobs, sacct for ended ones, then the exit-code file; else UNKNOWN."""
+    file_code = exit_codes.get(job_id)
+    if acct and map_state(acct[1]).terminal:
+        state = map_state(acct[1])
+        code = _exit_code(acct[2]) if len(acct) > 2 else None
+        if state is JobState.FAILED and code == 0 and file_code:
+            code = file_code
+        return JobStatus(job_id, state, code, native_state=acct[1])
+    if queue:
+        state = map_state(queue[1])
+        code = file_code if state.terminal else None
+        return JobStatus(
+            job_id, state, code, native_state=queue[1], reason=queue[2] if len(queue) > 2 else ""
+        )
+    if acct:
+        return JobStatus(job_id, map_state(acct[1]), None, native_state=acct[1])
+    if file_code is not None:
+        state = JobState.COMPLETED if file_code == 0 else JobState.FAILED
+        return JobStatus(job_id, state, file_code, native_state="exit-file")
+    return JobStatus(job_id, JobState.UNKNOWN, None, native_state="", reason="not known to squeue or sacct")

@@ -1,0 +1,104 @@
+"""BatchHook: a machine from the catalog, its batch-system adapter and its transport, in one place."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Sequence
+from functools import cached_property
+
+from airflow.sdk import BaseHook
+
+from operators.hpc.adapters import BatchAdapter, JobRef, get_adapter
+from operators.hpc.spec import JobSpec
+from operators.hpc.states import JobState, JobStatus
+from operators.hpc.transport import LocalTransport, SSHTransport, Transport
+from operators.machines.catalog import Machine, get_machine
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def _clean(part: str, limit: int) -> str:
+    return _UNSAFE.sub("_", part).strip("._-")[:limit] or "x"
+
+
+def job_name(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
+    """Stable, traceable name of one task's job: the same task instance always gets the same name.
+
+    The try number is deliberately not part of it: a retry after a crashed worker must find the job the
+    earlier try submitted (and re-attach) instead of submitting a duplicate.
+    """
+    digest = hashlib.sha256(f"{dag_id}\0{run_id}\0{task_id}\0{map_index}".encode()).hexdigest()[:10]
+    member = f"-{map_index}" if map_index >= 0 else ""
+    return f"uf-{_clean(dag_id, 32)}-{_clean(task_id, 32)}{member}-{digest}"
+
+
+def job_workdir(base: str, dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
+    run_digest = hashlib.sha256(run_id.encode()).hexdigest()[:8]
+    member = f".{map_index}" if map_index >= 0 else ""
+    return f"{base}/{_clean(dag_id, 64)}/{_clean(run_id, 48)}-{run_digest}/{_clean(task_id, 64)}{member}"
+
+
+class BatchHook(BaseHook):
+    """Runs batch jobs on one machine of the catalog (``include/machines.yaml``)."""
+
+    conn_name_attr = "machine"
+    hook_name = "urgentflow batch machine"
+
+    def __init__(self, machine: str | Machine) -> None:
+        super().__init__()
+        self._machine = machine
+
+    @cached_property
+    def machine(self) -> Machine:
+        return self._machine if isinstance(self._machine, Machine) else get_machine(self._machine)
+
+    @cached_property
+    def adapter(self) -> BatchAdapter:
+        return get_adapter(self.machine.batch_system)
+
+    @cached_property
+    def transport(self) -> Transport:
+        return SSHTransport(self.machine.connection) if self.machine.connection else LocalTransport()
+
+    def get_conn(self) -> Transport:
+        return self.transport
+
+    def find(self, spec: JobSpec) -> str | None:
+        """The id of a live job with this spec's name, if one runs already (re-attach after a crash)."""
+        out = self.transport.run(self.adapter.find_command(spec.name, spec.workdir)).check("job lookup")
+        return self.adapter.parse_find(out.stdout)
+
+    def submit(self, spec: JobSpec) -> tuple[str, bool]:
+        """Submit ``spec`` unless a live job of that name exists; returns ``(job_id, reattached)``."""
+        self.transport.run(self.adapter.prepare_command(spec)).check(f"creating {spec.workdir}")
+        existing = self.find(spec)
+        if existing:
+            self.log.info("Re-attaching to live job %s (%s) on %s", existing, spec.name, self.machine.name)
+            return existing, True
+        self.transport.put_text(spec.script_path, self.adapter.render_script(spec), mode=0o750)
+        out = self.transport.run(self.adapter.submit_command(spec)).check("submission")
+        job_id = self.adapter.parse_submit(out.stdout)
+        self.log.info("Submitted %s as job %s on %s", spec.name, job_id, self.machine.name)
+        return job_id, False
+
+    def status(self, jobs: Sequence[JobRef]) -> dict[str, JobStatus]:
+        out = self.transport.run(self.adapter.status_command(jobs)).check("status")
+        return self.adapter.parse_status(out.stdout, jobs)
+
+    def wait(self, job: JobRef, poll_interval: float, unknown_grace_polls: int = 6) -> JobStatus:
+        """Blocking wait (the non-deferrable debugging mode)."""
+        unknown = 0
+        while True:
+            status = self.status([job])[job.job_id]
+            unknown = unknown + 1 if status.state is JobState.UNKNOWN else 0
+            if status.state.terminal or unknown > unknown_grace_polls:
+                return status
+            time.sleep(poll_interval)
+
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        self.transport.run(self.adapter.cancel_command(job_ids)).check("cancel")
+
+    def tail(self, path: str, lines: int = 20) -> str:
+        return self.transport.run(self.adapter.tail_command(path, lines)).stdout

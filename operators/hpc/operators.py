@@ -1,0 +1,198 @@
+"""BatchJobOperator: submit a batch job to a catalog machine and wait for it without holding a worker."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from airflow.providers.common.compat.sdk import conf
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowException
+
+from operators.hpc.adapters import JobRef
+from operators.hpc.hook import BatchHook, job_name, job_workdir
+from operators.hpc.spec import JobSpec
+from operators.hpc.states import JobState, JobStatus
+from operators.hpc.triggers import BatchJobTrigger
+
+XCOM_KEY = "batch_job"
+
+
+class BatchJobOperator(BaseOperator):
+    """Run ``command`` (an argv list, every element quoted) as a batch job on ``machine``.
+
+    Before submitting it looks for a live job of the same task instance and re-attaches to it, so a
+    crashed worker or a retry never submits twice. ``{machine, job_id, workdir, stdout, stderr}`` is
+    pushed to XCom (key ``batch_job``) before deferring; the return value is the same dict with the
+    final state. ``timeout_resubmit_factor`` (opt-in) resubmits a job that hit its walltime with
+    walltime * factor, up to ``max_walltime_minutes``.
+    """
+
+    template_fields: Sequence[str] = (
+        "machine",
+        "command",
+        "environment",
+        "partition",
+        "account",
+        "walltime_minutes",
+        "memory_mb",
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {"command": "json", "environment": "json"}
+    ui_color = "#c9e4f5"
+
+    def __init__(
+        self,
+        *,
+        machine: str,
+        command: Sequence[str],
+        walltime_minutes: int = 10,
+        nodes: int = 1,
+        tasks: int = 1,
+        cpus_per_task: int = 1,
+        memory_mb: int | None = None,
+        partition: str | None = None,
+        account: str | None = None,
+        environment: Mapping[str, str] | None = None,
+        setup: Sequence[str] = (),
+        poll_interval: float = 5.0,
+        timeout_resubmit_factor: float | None = None,
+        max_walltime_minutes: int | None = None,
+        stderr_tail_lines: int = 20,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=True),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.machine = machine
+        self.command = command
+        self.walltime_minutes = walltime_minutes
+        self.nodes = nodes
+        self.tasks = tasks
+        self.cpus_per_task = cpus_per_task
+        self.memory_mb = memory_mb
+        self.partition = partition
+        self.account = account
+        self.environment = environment
+        self.setup = setup
+        self.poll_interval = poll_interval
+        self.timeout_resubmit_factor = timeout_resubmit_factor
+        self.max_walltime_minutes = max_walltime_minutes
+        self.stderr_tail_lines = stderr_tail_lines
+        self.deferrable = deferrable
+        self._job: dict[str, Any] | None = None
+
+    def hook(self) -> BatchHook:
+        return BatchHook(self.machine)
+
+    def _spec(self, context: Context, walltime_minutes: int) -> JobSpec:
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        if map_index is None:
+            map_index = -1
+        hook = self.hook()
+        return JobSpec(
+            name=job_name(ti.dag_id, ti.run_id, ti.task_id, map_index),
+            command=[str(a) for a in self.command],
+            workdir=job_workdir(hook.machine.workdir, ti.dag_id, ti.run_id, ti.task_id, map_index),
+            walltime_minutes=int(walltime_minutes),
+            nodes=self.nodes,
+            tasks=self.tasks,
+            cpus_per_task=self.cpus_per_task,
+            memory_mb=int(self.memory_mb) if self.memory_mb is not None else None,
+            partition=self.partition or hook.machine.default_partition,
+            account=self.account,
+            environment={str(k): str(v) for k, v in (self.environment or {}).items()},
+            setup=list(self.setup),
+        )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        return self._submit(context, self._spec(context, int(self.walltime_minutes)))
+
+    def _submit(self, context: Context, spec: JobSpec) -> dict[str, Any]:
+        hook = self.hook()
+        job_id, reattached = hook.submit(spec)
+        self._job = {
+            "machine": hook.machine.name,
+            "job_id": job_id,
+            "name": spec.name,
+            "workdir": spec.workdir,
+            "stdout": spec.stdout,
+            "stderr": spec.stderr,
+            "exit_file": spec.exit_file,
+            "walltime_minutes": spec.walltime_minutes,
+            "reattached": reattached,
+        }
+        # Recorded before deferring: a restart of anything finds the job from here.
+        context["ti"].xcom_push(key=XCOM_KEY, value=self._job)
+        if not self.deferrable:
+            status = hook.wait(JobRef(job_id, spec.exit_file), self.poll_interval)
+            return self._finish(context, status, spec.walltime_minutes)
+        self.defer(
+            trigger=BatchJobTrigger(
+                machine=hook.machine.name,
+                connection=hook.machine.connection,
+                batch_system=hook.machine.batch_system,
+                job_id=job_id,
+                exit_file=spec.exit_file,
+                poll_interval=self.poll_interval,
+            ),
+            method_name="execute_complete",
+        )
+        raise AssertionError("defer() returned")  # pragma: no cover - defer raises
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        self._job = context["ti"].xcom_pull(
+            task_ids=self.task_id, key=XCOM_KEY, map_indexes=_map_index(context)
+        )
+        if event.get("status") != "done":
+            raise AirflowException(
+                f"lost track of job {event.get('job_id')} on {event.get('machine')}: {event.get('message')}"
+            )
+        walltime = int((self._job or {}).get("walltime_minutes") or self.walltime_minutes)
+        return self._finish(context, JobStatus.from_dict(event["job"]), walltime)
+
+    def _finish(self, context: Context, status: JobStatus, walltime: int) -> dict[str, Any]:
+        job = dict(self._job or {})
+        job.update(state=status.state.value, exit_code=status.exit_code, native_state=status.native_state)
+        if status.state is JobState.COMPLETED:
+            self.log.info("Job %s on %s completed", status.job_id, job.get("machine"))
+            return job
+        if status.state is JobState.TIMEOUT and self.timeout_resubmit_factor:
+            longer = int(walltime * float(self.timeout_resubmit_factor) + 0.999)
+            cap = int(self.max_walltime_minutes or longer)
+            if min(longer, cap) > walltime:
+                self.log.warning(
+                    "Job %s hit its walltime (%d min): resubmitting with %d min",
+                    status.job_id,
+                    walltime,
+                    min(longer, cap),
+                )
+                return self._submit(context, self._spec(context, min(longer, cap)))
+        tail = ""
+        if job.get("stderr"):
+            try:
+                tail = self.hook().tail(job["stderr"], self.stderr_tail_lines).rstrip()
+            except Exception as exc:
+                tail = f"(could not read stderr: {exc})"
+        code = "none" if status.exit_code is None else str(status.exit_code)
+        raise AirflowException(
+            f"job {status.job_id} ({job.get('name')}) on {job.get('machine')} ended {status.state.value} "
+            f"(native {status.native_state or '?'}, exit code {code}{', ' + status.reason if status.reason else ''}); "
+            f"last lines of stderr ({job.get('stderr')}):\n{tail or '(empty)'}"
+        )
+
+    def on_kill(self) -> None:
+        job = self._job
+        if job is None:
+            ti = getattr(self, "task_instance", None)
+            if ti is not None:
+                job = ti.xcom_pull(task_ids=self.task_id, key=XCOM_KEY, map_indexes=ti.map_index)
+        if not job:
+            self.log.info("No batch job to cancel")
+            return
+        self.log.info("Cancelling job %s on %s", job["job_id"], job["machine"])
+        self.hook().cancel([job["job_id"]])
+
+
+def _map_index(context: Context) -> int | None:
+    index = getattr(context["ti"], "map_index", -1)
+    return None if index is None or index < 0 else index

@@ -1,0 +1,109 @@
+"""The job spec: what to run and with which resources, validated before anything reaches a shell."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# Remote paths reach #SBATCH lines, which the batch system parses without shell quoting: keep them plain.
+PATH_RE = re.compile(r"^[A-Za-z0-9._/+~-]{1,1024}$")
+WORD_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class JobSpecError(ValueError):
+    """A job spec value that cannot be sent to a batch system."""
+
+
+def _check(ok: bool, what: str, value: object) -> None:
+    if not ok:
+        raise JobSpecError(f"invalid {what}: {value!r}")
+
+
+def check_path(value: str, what: str = "path") -> str:
+    _check(
+        isinstance(value, str) and bool(PATH_RE.match(value)) and ".." not in value.split("/"), what, value
+    )
+    return value
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A batch job. ``command`` is an argv list: every element is quoted, so values stay data.
+
+    ``setup`` lines (e.g. ``module load gcc``) come from the machine catalog or the DAG author and are
+    written to the script as they are; never put user input there.
+    """
+
+    name: str
+    command: Sequence[str]
+    workdir: str
+    walltime_minutes: int = 10
+    nodes: int = 1
+    tasks: int = 1
+    cpus_per_task: int = 1
+    memory_mb: int | None = None
+    partition: str | None = None
+    account: str | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+    setup: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        _check(bool(NAME_RE.match(self.name)), "job name (letters, digits, . _ -; at most 128)", self.name)
+        _check(
+            isinstance(self.command, list | tuple)
+            and len(self.command) > 0
+            and all(isinstance(a, str) and "\x00" not in a for a in self.command),
+            "command (a non-empty list of strings)",
+            self.command,
+        )
+        check_path(self.workdir, "workdir")
+        for what, number, low, high in (
+            ("walltime_minutes", self.walltime_minutes, 1, 60 * 24 * 30),
+            ("nodes", self.nodes, 1, 100_000),
+            ("tasks", self.tasks, 1, 10_000_000),
+            ("cpus_per_task", self.cpus_per_task, 1, 10_000),
+        ):
+            _check(isinstance(number, int) and low <= number <= high, what, number)
+        if self.memory_mb is not None:
+            _check(
+                isinstance(self.memory_mb, int) and 1 <= self.memory_mb <= 64 * 1024 * 1024,
+                "memory_mb",
+                self.memory_mb,
+            )
+        for what, word in (("partition", self.partition), ("account", self.account)):
+            _check(word is None or bool(WORD_RE.match(word)), what, word)
+        for key, value in self.environment.items():
+            _check(bool(ENV_KEY_RE.match(key)), "environment variable name", key)
+            _check(isinstance(value, str) and "\x00" not in value, f"value of {key}", value)
+        for line in self.setup:
+            _check(isinstance(line, str) and "\n" not in line and "\x00" not in line, "setup line", line)
+
+    @property
+    def stdout(self) -> str:
+        return f"{self.workdir}/{self.name}.out"
+
+    @property
+    def stderr(self) -> str:
+        return f"{self.workdir}/{self.name}.err"
+
+    @property
+    def exit_file(self) -> str:
+        return f"{self.workdir}/{self.name}.exit"
+
+    @property
+    def script_path(self) -> str:
+        return f"{self.workdir}/{self.name}.sh"
+
+    def with_walltime(self, minutes: int) -> JobSpec:
+        return JobSpec(**{**self.to_dict(), "walltime_minutes": minutes})
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["command"] = list(self.command)
+        data["setup"] = list(self.setup)
+        data["environment"] = dict(self.environment)
+        return data
