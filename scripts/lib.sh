@@ -40,9 +40,15 @@ wait_until() {
   log "$what ready"
 }
 
-# pid_alive PIDFILE: true when the pid in PIDFILE names a running process.
+# pid_alive PIDFILE: true when the pid in PIDFILE names a running process (a zombie, which pid 1
+# here can be slow to reap, counts as gone).
 pid_alive() {
-  [ -s "$1" ] && kill -0 "$(head -1 "$1")" 2>/dev/null
+  [ -s "$1" ] || return 1
+  local pid state
+  pid=$(head -1 "$1")
+  kill -0 "$pid" 2>/dev/null || return 1
+  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)
+  [ -n "$state" ] && [ "$state" != Z ]
 }
 
 # apt_need PKG...: install Debian packages that are missing (apt-get update once per run).
