@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from airflow.providers.common.compat.sdk import conf
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
@@ -26,6 +25,10 @@ class BatchJobOperator(BaseOperator):
     pushed to XCom (key ``batch_job``) before deferring; the return value is the same dict with the
     final state. ``timeout_resubmit_factor`` (opt-in) resubmits a job that hit its walltime with
     walltime * factor, up to ``max_walltime_minutes``.
+
+    Deferrable by default, whatever ``[operators] default_deferrable`` says: holding a worker slot for
+    the life of an HPC job is what this operator exists to avoid. ``deferrable=False`` waits in the
+    worker with the same hook (for debugging).
     """
 
     template_fields: Sequence[str] = (
@@ -58,7 +61,7 @@ class BatchJobOperator(BaseOperator):
         timeout_resubmit_factor: float | None = None,
         max_walltime_minutes: int | None = None,
         stderr_tail_lines: int = 20,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=True),
+        deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

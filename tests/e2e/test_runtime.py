@@ -6,50 +6,14 @@ when it was not running before (a runtime someone left running stays up, with it
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from airflow_client import AirflowClient, base_url
 
-ROOT = Path(__file__).resolve().parents[2]
-RUNTIME = [sys.executable, str(ROOT / "scripts" / "runtime.py")]
 MAIN_DAG = "quickstart"
 MEMBERS = 3
-
-
-def _runtime(command: str) -> subprocess.CompletedProcess[str]:
-    # The runtime configures itself (and reads the test bed's connections itself): AIRFLOW* variables
-    # of the test process (e.g. the AIRFLOW_CONN_* that conftest exports) are not passed on, so the
-    # runtime keeps the configuration `make up` gives it instead of restarting with another one.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    return subprocess.run(
-        [*RUNTIME, command], capture_output=True, text=True, env=env, timeout=300, check=False
-    )
-
-
-@pytest.fixture(scope="session")
-def airflow() -> Iterator[AirflowClient]:
-    was_running = _runtime("status").returncode == 0
-    started = _runtime("start")
-    if started.returncode != 0:
-        pytest.fail(
-            f"scripts/runtime.py start failed (exit {started.returncode}):\n{started.stdout}{started.stderr}",
-            pytrace=False,
-        )
-    client = AirflowClient()
-    try:
-        yield client
-    finally:
-        client.close()
-        if not was_running:
-            stopped = _runtime("stop")
-            assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
 
 @pytest.mark.e2e

@@ -1,0 +1,99 @@
+"""BatchJobOperator in a real runtime on the real Slurm test bed: ensembles, failures, restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from airflow_client import AirflowClient, runtime_dir
+
+from operators.hpc.hook import BatchHook
+
+pytestmark = pytest.mark.e2e
+DAG = "hpc_drill"
+
+
+def run_drill(airflow: AirflowClient, conf: dict, timeout: float = 600) -> tuple[str, dict, list[dict]]:
+    airflow.wait_for_dag(DAG, timeout=90)
+    airflow.unpause(DAG)
+    run_id = airflow.trigger(DAG, conf)["dag_run_id"]
+    final = airflow.wait_for_run(DAG, run_id, timeout=timeout)
+    return run_id, final, airflow.task_instances(DAG, run_id)
+
+
+def jobs_of_run(airflow: AirflowClient, run_id: str, members: int) -> list[dict]:
+    return [airflow.xcom(DAG, run_id, "member", key="batch_job", map_index=i) for i in range(members)]
+
+
+def submitted_names(machine: str, names: set[str]) -> list[str]:
+    """Every job sacct knows with one of ``names``: a duplicate submission shows twice."""
+    out = BatchHook(machine).transport.run("sacct -X -n -P -a -S now-2hours -o JobName%200,JobID").stdout
+    return [line.split("|")[0] for line in out.splitlines() if line.split("|")[0] in names]
+
+
+def test_ensemble_of_twenty_on_alpha(airflow: AirflowClient) -> None:
+    run_id, final, tis = run_drill(airflow, {"machine": "alpha", "members": 20, "seconds": 1})
+    assert final["state"] == "success", [(t["task_id"], t["map_index"], t["state"]) for t in tis]
+    jobs = jobs_of_run(airflow, run_id, 20)
+    assert len({j["job_id"] for j in jobs}) == 20
+    names = {j["name"] for j in jobs}
+    assert sorted(submitted_names("alpha", names)) == sorted(names), "each member submitted exactly once"
+    summary = airflow.xcom(DAG, run_id, "summarize")
+    assert summary["states"] == ["COMPLETED"] and summary["members"] == 20
+
+
+def test_failing_member_names_state_exit_code_and_stderr(airflow: AirflowClient) -> None:
+    run_id, final, tis = run_drill(
+        airflow, {"machine": "beta", "members": 2, "seconds": 0, "fail_members": [1]}
+    )
+    assert final["state"] == "failed"
+    states = {(t["task_id"], t["map_index"]): t["state"] for t in tis}
+    assert states[("member", 0)] == "success"
+    assert states[("member", 1)] == "failed"
+    log = "\n".join(airflow.task_log(DAG, run_id, "member", try_number=2, map_index=1))
+    assert "ended FAILED" in log and "exit code 3" in log and "member 1 drill failure" in log, log[-3000:]
+
+
+def test_triggerer_killed_mid_run_loses_and_duplicates_nothing(airflow: AirflowClient) -> None:
+    members = 6
+    airflow.wait_for_dag(DAG, timeout=90)
+    airflow.unpause(DAG)
+    run_id = airflow.trigger(DAG, {"machine": "alpha", "members": members, "seconds": 25})["dag_run_id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        deferred = [
+            t
+            for t in airflow.task_instances(DAG, run_id)
+            if t["task_id"] == "member" and t["state"] == "deferred"
+        ]
+        if len(deferred) == members:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("members did not all defer within 120 s")
+
+    pid = int((runtime_dir() / "run" / "triggerer.pid").read_text().split()[0])
+    os.killpg(os.getpgid(pid), signal.SIGKILL)
+    # as the e2e fixture does: the runtime configures itself, AIRFLOW* of the test process stay out
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    runtime = Path(__file__).resolve().parents[2] / "scripts" / "runtime.py"
+    restarted = subprocess.run(
+        [sys.executable, str(runtime), "start"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+
+    final = airflow.wait_for_run(DAG, run_id, timeout=400)
+    assert final["state"] == "success"
+    jobs = jobs_of_run(airflow, run_id, members)
+    names = {j["name"] for j in jobs}
+    assert sorted(submitted_names("alpha", names)) == sorted(names), "no job lost or submitted twice"
