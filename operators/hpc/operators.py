@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -15,6 +16,8 @@ from operators.hpc.states import JobState, JobStatus
 from operators.hpc.triggers import BatchJobTrigger
 
 XCOM_KEY = "batch_job"
+# Earliest a trigger may fire after deferring (see BatchJobTrigger: an Airflow 3.3.2 race).
+SETTLE_SECONDS = 10.0
 
 
 class BatchJobOperator(BaseOperator):
@@ -137,6 +140,7 @@ class BatchJobOperator(BaseOperator):
                 job_id=job_id,
                 exit_file=spec.exit_file,
                 poll_interval=self.poll_interval,
+                not_before=time.time() + SETTLE_SECONDS,
             ),
             method_name="execute_complete",
         )

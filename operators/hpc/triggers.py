@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,6 +30,7 @@ class BatchJobTrigger(BaseTrigger):
         job_id: str,
         exit_file: str,
         poll_interval: float = 5.0,
+        not_before: float = 0.0,
     ) -> None:
         super().__init__()
         self.machine = machine
@@ -36,6 +39,7 @@ class BatchJobTrigger(BaseTrigger):
         self.job_id = job_id
         self.exit_file = exit_file
         self.poll_interval = poll_interval
+        self.not_before = not_before
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -47,6 +51,7 @@ class BatchJobTrigger(BaseTrigger):
                 "job_id": self.job_id,
                 "exit_file": self.exit_file,
                 "poll_interval": self.poll_interval,
+                "not_before": self.not_before,
             },
         )
 
@@ -61,6 +66,10 @@ class BatchJobTrigger(BaseTrigger):
                 {"status": "error", "machine": self.machine, "job_id": self.job_id, "message": str(exc)}
             )
             return
+        # Airflow 3.3.2 fails a task whose trigger fires before the scheduler has processed the
+        # worker's exit after defer() (TI already QUEUED again -> "state changed externally" -> retry):
+        # a short job must not end its trigger earlier than ``not_before`` (epoch seconds).
+        await asyncio.sleep(max(0.0, self.not_before - time.time()))
         yield TriggerEvent({"status": "done", "machine": self.machine, "job": status.to_dict()})
 
     async def on_kill(self) -> None:

@@ -58,4 +58,4 @@ def test_dag_rules(dagbag: DagBag, dag_id: str) -> None:
     assert dag.doc_md and len(dag.doc_md.strip()) > 40, f"{dag_id}: needs docs (doc_md) for the UI"
     for task in dag.tasks:
         assert task.owner and task.owner != "airflow", f"{dag_id}.{task.task_id}: needs a real owner"
-        assert task.retries >= 1, f"{dag_id}.{task.task_id}: needs retries"
+        assert (task.retries or 0) >= 1, f"{dag_id}.{task.task_id}: needs retries"
