@@ -45,8 +45,9 @@ STATE_MAP: dict[str, JobState] = {
     "BOOT_FAIL": JobState.NODE_FAIL,
     "PREEMPTED": JobState.PREEMPTED,
 }
-SQUEUE_FORMAT = "%i|%T|%r"
-SACCT_FIELDS = "JobID,State,ExitCode"
+# Both formats lead with the id and name; tests/unit/fixtures/slurm holds real outputs of each.
+SQUEUE_FORMAT = "%i|%j|%T|%r"
+SACCT_FIELDS = "JobID,JobName,State,ExitCode,Elapsed"
 _SUBMITTED = re.compile(r"^(\d+)(;[\w.-]+)?$")
 
 
@@ -142,22 +143,26 @@ def _exit_code(field: str) -> int | None:
 def _judge(
     job_id: str, queue: list[str] | None, acct: list[str] | None, exit_codes: dict[str, int]
 ) -> JobStatus:
-    """squeue for live jobs, sacct for ended ones, then the exit-code file; else UNKNOWN."""
+    """sacct for ended jobs, squeue for live ones, then the exit-code file; else UNKNOWN.
+
+    Rows are ``id|name|state|...``: squeue ``%i|%j|%T|%r``, sacct ``JobID,JobName,State,ExitCode,Elapsed``.
+    """
     file_code = exit_codes.get(job_id)
-    if acct and map_state(acct[1]).terminal:
-        state = map_state(acct[1])
-        code = _exit_code(acct[2]) if len(acct) > 2 else None
-        if state is JobState.FAILED and code == 0 and file_code:
+    acct_state = map_state(acct[2]) if acct and len(acct) > 3 else None
+    if acct and acct_state is not None and acct_state.terminal:
+        code = _exit_code(acct[3])
+        if acct_state is JobState.FAILED and code == 0 and file_code:
             code = file_code
-        return JobStatus(job_id, state, code, native_state=acct[1])
-    if queue:
-        state = map_state(queue[1])
+        return JobStatus(job_id, acct_state, code, native_state=acct[2])
+    if queue and len(queue) > 2:
+        state = map_state(queue[2])
         code = file_code if state.terminal else None
-        return JobStatus(
-            job_id, state, code, native_state=queue[1], reason=queue[2] if len(queue) > 2 else ""
-        )
-    if acct:
-        return JobStatus(job_id, map_state(acct[1]), None, native_state=acct[1])
+        reason = queue[3] if len(queue) > 3 else ""
+        return JobStatus(job_id, state, code, native_state=queue[2], reason=reason)
+    if acct and acct_state is not None:
+        # sacct lags squeue: a job that just left the queue may still read PENDING/RUNNING here
+        # (or be the accounting placeholder named "allocation"); keep polling until it is final.
+        return JobStatus(job_id, acct_state, None, native_state=acct[2])
     if file_code is not None:
         state = JobState.COMPLETED if file_code == 0 else JobState.FAILED
         return JobStatus(job_id, state, file_code, native_state="exit-file")

@@ -27,7 +27,7 @@ class FakeSlurm:
         if self.fail:
             self.fail -= 1
             raise TransportError("connection lost")
-        rows = [f"{i}|{s}|{c}" for i, (s, c) in self.states.items()]
+        rows = [f"{i}|uf-job-{i}|{s}|{c}|00:00:01" for i, (s, c) in self.states.items()]
         return CommandResult(0, f"{SECTION}\n" + "\n".join(rows) + f"\n{SECTION}\n", "")
 
 

@@ -1,0 +1,103 @@
+"""The Slurm adapter on real outputs recorded from the test bed (tests/unit/fixtures/slurm)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from operators.hpc.adapters import JobRef
+from operators.hpc.adapters.base import SECTION
+from operators.hpc.adapters.slurm import SlurmAdapter, map_state
+from operators.hpc.states import JobState
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "slurm"
+slurm = SlurmAdapter()
+
+
+def fixture(name: str) -> str:
+    return (FIXTURES / name).read_text()
+
+
+def status_output(squeue: str = "", sacct: str = "", exit_files: str = "") -> str:
+    return f"{squeue}\n{SECTION}\n{sacct}\n{SECTION}\n{exit_files}\n"
+
+
+def refs(*ids: str) -> list[JobRef]:
+    return [JobRef(i, f"/w/{i}.exit") for i in ids]
+
+
+def test_parse_submit_recorded() -> None:
+    assert slurm.parse_submit(fixture("sbatch_parsable.txt")) == "43"
+    assert slurm.parse_submit("12345;alpha\n") == "12345"
+
+
+@pytest.mark.parametrize(
+    "name", ["sbatch_rejected_too_many_cpus.txt", "sbatch_rejected_time_over_partition_limit.txt"]
+)
+def test_parse_submit_refusal_is_an_error(name: str) -> None:
+    with pytest.raises(ValueError, match="no job id"):
+        slurm.parse_submit(fixture(name))
+
+
+def test_every_recorded_end_state_maps_to_ours() -> None:
+    out = status_output(sacct=fixture("sacct_all_end_states.txt"))
+    statuses = slurm.parse_status(out, refs("42", "43", "44", "45", "46"))
+    assert {i: (s.state, s.exit_code) for i, s in statuses.items()} == {
+        "42": (JobState.TIMEOUT, 0),
+        "43": (JobState.COMPLETED, 0),
+        "44": (JobState.FAILED, 3),
+        "45": (JobState.OUT_OF_MEMORY, 0),
+        "46": (JobState.CANCELLED, 0),
+    }
+
+
+def test_live_jobs_come_from_squeue_with_reasons() -> None:
+    out = status_output(
+        squeue=fixture("squeue_pending_running.txt"), sacct=fixture("sacct_running_pending.txt")
+    )
+    statuses = slurm.parse_status(out, refs("42", "47", "48"))
+    assert statuses["42"].state is JobState.RUNNING
+    assert (statuses["47"].state, statuses["47"].reason) == (JobState.PENDING, "Resources")
+    assert (statuses["48"].state, statuses["48"].reason) == (JobState.PENDING, "JobHeldUser")
+
+
+def test_accounting_placeholder_is_not_an_end() -> None:
+    out = status_output(sacct=fixture("sacct_placeholder_while_running.txt"))
+    assert slurm.parse_status(out, refs("55"))["55"].state is JobState.PENDING
+
+
+def test_exit_file_judges_a_job_nobody_remembers() -> None:
+    out = status_output(exit_files="/w/7.exit:4\n/w/8.exit:0")
+    statuses = slurm.parse_status(out, refs("7", "8", "9"))
+    assert (statuses["7"].state, statuses["7"].exit_code) == (JobState.FAILED, 4)
+    assert statuses["8"].state is JobState.COMPLETED
+    assert statuses["9"].state is JobState.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("native", "ours"),
+    [
+        ("CANCELLED by 1002", JobState.CANCELLED),
+        ("NODE_FAIL", JobState.NODE_FAIL),
+        ("BOOT_FAIL", JobState.NODE_FAIL),
+        ("PREEMPTED", JobState.PREEMPTED),
+        ("DEADLINE", JobState.TIMEOUT),
+        ("COMPLETING", JobState.RUNNING),
+        ("REQUEUED", JobState.PENDING),
+        ("SOMETHING_NEW", JobState.UNKNOWN),
+        ("", JobState.UNKNOWN),
+    ],
+)
+def test_state_map(native: str, ours: JobState) -> None:
+    assert map_state(native) is ours
+
+
+def test_status_command_is_one_command_for_all_jobs_and_rejects_non_ids() -> None:
+    command = slurm.status_command(refs("1", "2", "3"))
+    assert command.count("squeue") == 1 and command.count("sacct") == 1
+    assert "-j 1,2,3" in command
+    with pytest.raises(ValueError):
+        slurm.status_command(refs("1;rm -rf /"))
+    with pytest.raises(ValueError):
+        slurm.cancel_command(["$(reboot)"])
