@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo up stop test lint unit integration e2e testbed testbed-stop lock clean
+.PHONY: venv demo up stop test lint unit testbed testbed-stop bench lock clean
 
 venv: $(STAMP)
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
@@ -42,6 +42,10 @@ unit: venv
 # Everything: lint, test bed up, the whole suite (unit, DAG integrity, integration, e2e).
 test: venv lint testbed
 	$(VENV)/bin/pytest
+
+# Quick benchmark set (figures and commands in benchmarks/README.md); needs the test bed.
+bench: venv testbed
+	$(PY) benchmarks/job_watch.py --sizes 10,100
 
 lock:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^urgentflow' > constraints.txt.new

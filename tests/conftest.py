@@ -6,8 +6,6 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 # In-process Airflow (DagBag, hooks) gets a throw-away home of its own, never ~/airflow; the
@@ -15,17 +13,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 os.environ.setdefault("AIRFLOW_HOME", str(ROOT / "var" / "airflow-test"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-from connections import connection_env, load_connections  # noqa: E402
+from connections import connection_env  # noqa: E402
 
 os.environ.update(connection_env())
-
-
-def testbed_connection(conn_id: str) -> dict:
-    """The recorded connection ``conn_id``; fails (never skips) when the test bed did not record it."""
-    conns = load_connections()
-    if conn_id not in conns:
-        pytest.fail(
-            f"test-bed connection {conn_id!r} is missing: run `scripts/testbed start` (make test does)",
-            pytrace=False,
-        )
-    return conns[conn_id]

@@ -6,16 +6,16 @@ Start it with ``scripts/testbed start catalog``; a missing test bed fails these 
 
 from __future__ import annotations
 
-import conftest
 import pytest
 from airflow.providers.postgres.hooks.postgres import PostgresHook
+from bed import bed_connection
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def hook() -> PostgresHook:
-    conn = conftest.testbed_connection("catalog_db")
+    conn = bed_connection("catalog_db")
     hook = PostgresHook(postgres_conn_id="catalog_db")
     try:
         hook.get_conn().close()

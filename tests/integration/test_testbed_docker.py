@@ -17,10 +17,10 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import conftest
 import docker.errors
 import pytest
 from airflow.providers.docker.hooks.docker import DockerHook
+from bed import bed_connection
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ HTTP_WAIT_S = 30
 
 @pytest.fixture(scope="module")
 def docker_url() -> str:
-    conn = conftest.testbed_connection("docker_default")
+    conn = bed_connection("docker_default")
     url = (conn.get("extra") or {}).get("docker_url")
     if not url:
         pytest.fail(f"connection docker_default has no extra.docker_url: {conn}", pytrace=False)

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import conftest
 import pytest
 import urllib3
+from bed import bed_connection
 from minio import Minio
 from minio.error import S3Error
 
@@ -43,7 +43,7 @@ def _client(conn: dict[str, Any], secret_key: str | None = None) -> Minio:
 
 @pytest.fixture(scope="module")
 def conn() -> dict[str, Any]:
-    conn = conftest.testbed_connection("object_store")
+    conn = bed_connection("object_store")
     try:
         socket.create_connection((conn["host"], conn["port"]), timeout=3).close()
     except OSError as exc:

@@ -12,10 +12,10 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import conftest
 import paramiko
 import pytest
 from airflow.providers.ssh.hooks.ssh import SSHHook
+from bed import bed_connection
 
 CLUSTERS = ("alpha", "beta")
 PARTITIONS = {"alpha": ["debug*", "long"], "beta": ["debug*"]}
@@ -30,7 +30,7 @@ class Cluster:
     def __init__(self, name: str) -> None:
         self.name = name
         self.conn_id = f"hpc_{name}"
-        conn = conftest.testbed_connection(self.conn_id)
+        conn = bed_connection(self.conn_id)
         self.port = conn.get("port")
         self.hook = SSHHook(ssh_conn_id=self.conn_id, conn_retry_attempts=1)
         try:
@@ -119,7 +119,7 @@ def clusters() -> Iterator[dict[str, Cluster]]:
 @pytest.mark.integration
 @pytest.mark.parametrize("name", CLUSTERS)
 def test_recorded_connection_pins_the_host_key(name: str) -> None:
-    conn = conftest.testbed_connection(f"hpc_{name}")
+    conn = bed_connection(f"hpc_{name}")
     assert conn["conn_type"] == "ssh"
     assert conn["host"] == "127.0.0.1"
     assert conn["extra"]["host_key"].startswith("ssh-ed25519 AAAA")
@@ -169,8 +169,8 @@ def test_clusters_are_distinct(clusters: dict[str, Cluster]) -> None:
 
 @pytest.mark.integration
 def test_wrong_host_key_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
-    alpha = conftest.testbed_connection("hpc_alpha")
-    beta_key = conftest.testbed_connection("hpc_beta")["extra"]["host_key"]
+    alpha = bed_connection("hpc_alpha")
+    beta_key = bed_connection("hpc_beta")["extra"]["host_key"]
     assert beta_key != alpha["extra"]["host_key"], "alpha and beta must have their own host keys"
     wrong = {**alpha, "extra": {**alpha["extra"], "host_key": beta_key}}
     monkeypatch.setenv("AIRFLOW_CONN_HPC_WRONG_KEY", json.dumps(wrong))
