@@ -40,6 +40,8 @@ MEMBER = 'echo "member $1 on $(hostname) started"; sleep "$2"; if [ "$3" != 0 ];
         "seconds": Param(2, type="integer", minimum=0, maximum=3600, description="run time of each member"),
         "walltime_minutes": Param(5, type="integer", minimum=1, maximum=1440),
         "fail_members": Param([], type="array", items={"type": "integer", "minimum": 0}),
+        "timeout_resubmit_factor": Param(None, type=["null", "number"], minimum=1.1, maximum=10),
+        "max_walltime_minutes": Param(None, type=["null", "integer"], minimum=1, maximum=1440),
     },
     render_template_as_native_obj=True,
     max_active_runs=4,
@@ -58,6 +60,8 @@ def hpc_drill() -> None:
         task_id="member",
         machine="{{ params.machine }}",
         walltime_minutes="{{ params.walltime_minutes }}",
+        timeout_resubmit_factor="{{ params.timeout_resubmit_factor }}",
+        max_walltime_minutes="{{ params.max_walltime_minutes }}",
         poll_interval=2.0,
     ).expand(command=member_commands())
 

@@ -8,6 +8,7 @@ minute; lost connections are reopened with jittered backoff.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,14 +36,17 @@ class _HostState:
     conn: Any = None
 
 
-_HOSTS: dict[tuple[int, str], _HostState] = {}
+# Per event loop: loop -> connection id -> shared state (connection, channel cap, connect limiter).
+_HOSTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _HostState]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _state(conn_id: str) -> _HostState:
-    key = (id(asyncio.get_running_loop()), conn_id)
-    if key not in _HOSTS:
-        _HOSTS[key] = _HostState()
-    return _HOSTS[key]
+    hosts = _HOSTS.setdefault(asyncio.get_running_loop(), {})
+    if conn_id not in hosts:
+        hosts[conn_id] = _HostState()
+    return hosts[conn_id]
 
 
 class AsyncSSHTransport:

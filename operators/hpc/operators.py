@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -13,11 +12,9 @@ from operators.hpc.adapters import JobRef
 from operators.hpc.hook import BatchHook, job_name, job_workdir
 from operators.hpc.spec import JobSpec
 from operators.hpc.states import JobState, JobStatus
-from operators.hpc.triggers import BatchJobTrigger
+from operators.hpc.triggers import BatchJobTrigger, settle_deadline
 
 XCOM_KEY = "batch_job"
-# Earliest a trigger may fire after deferring (see BatchJobTrigger: an Airflow 3.3.2 race).
-SETTLE_SECONDS = 10.0
 
 
 class BatchJobOperator(BaseOperator):
@@ -42,6 +39,8 @@ class BatchJobOperator(BaseOperator):
         "account",
         "walltime_minutes",
         "memory_mb",
+        "timeout_resubmit_factor",
+        "max_walltime_minutes",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"command": "json", "environment": "json"}
     ui_color = "#c9e4f5"
@@ -140,7 +139,7 @@ class BatchJobOperator(BaseOperator):
                 job_id=job_id,
                 exit_file=spec.exit_file,
                 poll_interval=self.poll_interval,
-                not_before=time.time() + SETTLE_SECONDS,
+                not_before=settle_deadline(),
             ),
             method_name="execute_complete",
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from dataclasses import dataclass, field
 
 from operators.hpc.adapters import BatchAdapter, JobRef, get_adapter
@@ -107,15 +108,16 @@ class MachinePoller:
                     watch.future.set_exception(exc)
 
 
-_POLLERS: dict[tuple[int, str], MachinePoller] = {}
+# Per event loop (the triggerer has one; tests and benchmarks make many): loop -> key -> poller.
+_POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, MachinePoller]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def get_poller(conn_id: str | None, batch_system: str, interval: float) -> MachinePoller:
     """The poller of one machine in the running event loop (created on first use)."""
     key = f"{batch_system}@{conn_id or 'local'}"
-    loop_key = (id(asyncio.get_running_loop()), key)
-    poller = _POLLERS.get(loop_key)
-    if poller is None:
-        poller = MachinePoller(key, async_transport(conn_id), get_adapter(batch_system), interval)
-        _POLLERS[loop_key] = poller
-    return poller
+    pollers = _POLLERS.setdefault(asyncio.get_running_loop(), {})
+    if key not in pollers:
+        pollers[key] = MachinePoller(key, async_transport(conn_id), get_adapter(batch_system), interval)
+    return pollers[key]

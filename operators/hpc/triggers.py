@@ -13,6 +13,14 @@ from operators.hpc.adapters import JobRef, get_adapter
 from operators.hpc.async_transport import async_transport
 from operators.hpc.poller import get_poller
 
+# Earliest a trigger may fire after its task deferred (see ``run``: an Airflow 3.3.2 race).
+SETTLE_SECONDS = 10.0
+
+
+def settle_deadline() -> float:
+    """``not_before`` for a trigger created now."""
+    return time.time() + SETTLE_SECONDS
+
 
 class BatchJobTrigger(BaseTrigger):
     """Yields exactly one event: ``{"status": "done", "job": {...}}`` or ``{"status": "error", ...}``.

@@ -97,3 +97,82 @@ def test_triggerer_killed_mid_run_loses_and_duplicates_nothing(airflow: AirflowC
     jobs = jobs_of_run(airflow, run_id, members)
     names = {j["name"] for j in jobs}
     assert sorted(submitted_names("alpha", names)) == sorted(names), "no job lost or submitted twice"
+
+
+def sacct_states(machine: str, name: str) -> list[str]:
+    out = (
+        BatchHook(machine)
+        .transport.run(f"sacct -X -n -P -a -S now-2hours -o JobName%200,State --name={name}")
+        .stdout
+    )
+    return [line.split("|")[1] for line in out.splitlines() if line.startswith(f"{name}|")]
+
+
+def test_timeout_is_resubmitted_with_more_walltime(airflow: AirflowClient) -> None:
+    conf = {
+        "machine": "alpha",
+        "members": 1,
+        "seconds": 75,
+        "walltime_minutes": 1,
+        "timeout_resubmit_factor": 2,
+        "max_walltime_minutes": 3,
+    }
+    run_id, final, _tis = run_drill(airflow, conf, timeout=600)
+    assert final["state"] == "success"
+    (job,) = jobs_of_run(airflow, run_id, 1)
+    assert job["walltime_minutes"] == 2
+    assert sorted(sacct_states("alpha", job["name"])) == ["COMPLETED", "TIMEOUT"]
+
+
+def test_marking_a_deferred_member_failed_cancels_its_job(airflow: AirflowClient) -> None:
+    airflow.wait_for_dag(DAG, timeout=90)
+    airflow.unpause(DAG)
+    run_id = airflow.trigger(DAG, {"machine": "alpha", "members": 1, "seconds": 600})["dag_run_id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        states = {
+            t["task_id"]: t["state"] for t in airflow.task_instances(DAG, run_id) if t["map_index"] == 0
+        }
+        if states.get("member") == "deferred":
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("the member did not defer within 120 s")
+    (job,) = jobs_of_run(airflow, run_id, 1)
+    airflow.request(
+        "PATCH",
+        f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/member/0",
+        json={"new_state": "failed"},
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if sacct_states("alpha", job["name"]) == ["CANCELLED"]:
+            return
+        time.sleep(2)
+    pytest.fail(
+        f"job {job['job_id']} still {sacct_states('alpha', job['name'])} after marking the task failed"
+    )
+
+
+@pytest.mark.parametrize(("code", "expected"), [(0, "success"), (5, "failed")])
+def test_sensor_follows_a_job_started_outside_airflow(
+    airflow: AirflowClient, code: int, expected: str
+) -> None:
+    from operators.hpc.spec import JobSpec
+
+    hook = BatchHook("beta")
+    name = f"uf-console-{int(time.time() * 1000)}"
+    spec = JobSpec(
+        name=name,
+        command=["bash", "-c", f"sleep 3; exit {code}"],
+        workdir=f"{hook.machine.workdir}/console/{name}",
+    )
+    job_id, _ = hook.submit(spec)
+    airflow.wait_for_dag("hpc_watch_job", timeout=90)
+    airflow.unpause("hpc_watch_job")
+    run_id = airflow.trigger("hpc_watch_job", {"machine": "beta", "job_id": job_id})["dag_run_id"]
+    final = airflow.wait_for_run("hpc_watch_job", run_id, timeout=300)
+    assert final["state"] == expected
+    if expected == "failed":
+        log = "\n".join(airflow.task_log("hpc_watch_job", run_id, "wait_for_job", try_number=2))
+        assert f"job {job_id} on beta ended FAILED" in log and "exit code 5" in log, log[-2000:]
