@@ -40,15 +40,51 @@ wait_until() {
   log "$what ready"
 }
 
-# pid_alive PIDFILE: true when the pid in PIDFILE names a running process (a zombie, which pid 1
-# here can be slow to reap, counts as gone).
+# proc_running PID: the process exists and is not a zombie (pid 1 here reaps only every ~2 s, so a
+# stopped daemon lingers as a zombie that `kill -0` still reports alive).
+proc_running() {
+  local st
+  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [ -n "$st" ] && [ "${st#Z}" = "$st" ]
+}
+
+# pid_alive PIDFILE: true when the pid in PIDFILE names a running process.
 pid_alive() {
-  [ -s "$1" ] || return 1
-  local pid state
-  pid=$(head -1 "$1")
-  kill -0 "$pid" 2>/dev/null || return 1
-  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)
-  [ -n "$state" ] && [ "$state" != Z ]
+  [ -s "$1" ] && proc_running "$(head -1 "$1")"
+}
+
+# stop_pid PID NAME SECONDS: SIGTERM, wait up to SECONDS, then SIGKILL.
+stop_pid() {
+  local pid=$1 name=$2 limit=${3:-15}
+  kill -TERM "$pid" 2>/dev/null || return 0
+  local deadline=$((SECONDS + limit))
+  while proc_running "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+  if proc_running "$pid"; then
+    log "$name (pid $pid) did not stop within $limit s: killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    sleep 0.2
+  fi
+}
+
+# stop_pidfile PIDFILE NAME [SECONDS]: stop the daemon a pid file names (if it runs), remove the file.
+stop_pidfile() {
+  local pid
+  if pid_alive "$1"; then
+    pid=$(head -1 "$1")
+    stop_pid "$pid" "$2" "${3:-15}"
+    log "stopped $2 (pid $pid)"
+  fi
+  rm -f "$1"
+}
+
+# fail_with_log WHAT LOGFILE: die naming what failed, with the end of its log.
+fail_with_log() {
+  local tail_text="(no log at $2)"
+  [ -s "$2" ] && tail_text=$(tail -n 12 "$2")
+  die "$1
+--- last lines of $2 ---
+$tail_text
+---"
 }
 
 # apt_need PKG...: install Debian packages that are missing (apt-get update once per run).

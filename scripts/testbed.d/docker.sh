@@ -23,15 +23,7 @@ DOCKER_BUSYBOX_IMAGE=urgentflow/busybox:1
 # The cached root file system of the base image; change the name when its package set changes.
 DOCKER_BASE_TARBALL=$DOCKER_CACHE/base-bookworm-python3-v1.tar
 
-# _docker_running PID: true when PID is a live process (a zombie counts as gone: PID 1 may reap late).
-_docker_running() {
-  local st
-  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
-  [ -n "$st" ] && [ "$st" != Z ]
-}
 
-# _docker_alive: our pid file names a live dockerd
-_docker_alive() { pid_alive "$DOCKER_PIDFILE" && _docker_running "$(head -1 "$DOCKER_PIDFILE")"; }
 
 _dk() { docker -H "$DOCKER_URL" "$@"; }
 
@@ -41,7 +33,7 @@ _docker_fail() {
   # dockerd writes its pid file only part-way through its start: fall back to the pid we launched
   pid=$(head -1 "$DOCKER_PIDFILE" 2>/dev/null || true)
   [ -n "$pid" ] || pid=${_docker_pid:-}
-  if [ -n "$pid" ] && _docker_running "$pid"; then _docker_stop_pid "$pid"; else _docker_kill_leftovers; fi
+  if [ -n "$pid" ] && proc_running "$pid"; then _docker_stop_pid "$pid"; else _docker_kill_leftovers; fi
   rm -f "$DOCKER_PIDFILE"
   die "the Docker engine (dockerd, socket $DOCKER_SOCK) $1. Last lines of its log $DOCKER_LOG:
 $(awk '/^==== .* starting dockerd$/ {n = 0} {line[n++] = $0} END {for (i = (n > 15 ? n - 15 : 0); i < n; i++) print "    " line[i]}' "$DOCKER_LOG" 2>/dev/null)"
@@ -50,7 +42,7 @@ $(awk '/^==== .* starting dockerd$/ {n = 0} {line[n++] = $0} END {for (i = (n > 
 _docker_probe() {
   _dk version && return 0
   # fd 3 is the caller's stderr (wait_until silences the probe's own output)
-  _docker_running "$_docker_pid" || _docker_fail "exited during start-up" 2>&3
+  proc_running "$_docker_pid" || _docker_fail "exited during start-up" 2>&3
   return 1
 }
 
@@ -66,18 +58,8 @@ _docker_leftovers() {
 }
 
 _docker_stop_pid() {
-  local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null || return 0
   # dockerd stops running containers first (--shutdown-timeout 10), then its containerd
-  for ((i = 0; i < 300; i++)); do
-    _docker_running "$pid" || break
-    sleep 0.1
-  done
-  if _docker_running "$pid"; then
-    log "dockerd ($pid) did not stop within 30 s: killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    sleep 0.5
-  fi
+  stop_pid "$1" dockerd 30
   _docker_kill_leftovers
 }
 
@@ -192,7 +174,7 @@ docker_start() {
   mkdir -p "$DOCKER_DIR/data" "$DOCKER_DIR/exec" "$DOCKER_CACHE"
   chmod 700 "$DOCKER_DIR"
 
-  if _docker_alive; then
+  if pid_alive "$DOCKER_PIDFILE"; then
     _dk version >/dev/null 2>&1 \
       || die "dockerd is running (pid $(head -1 "$DOCKER_PIDFILE")) but does not answer on $DOCKER_SOCK. Try scripts/testbed stop docker; scripts/testbed start docker. Log: $DOCKER_LOG"
     _docker_images
@@ -225,12 +207,12 @@ docker_start() {
 }
 
 docker_stop() {
-  if _docker_alive; then
+  if pid_alive "$DOCKER_PIDFILE"; then
     local pid
     pid=$(head -1 "$DOCKER_PIDFILE")
     log "stopping dockerd (pid $pid) and its containers"
     _docker_stop_pid "$pid"
-    _docker_running "$pid" && die "dockerd (pid $pid) is still running after SIGKILL"
+    proc_running "$pid" && die "dockerd (pid $pid) is still running after SIGKILL"
     log "stopped (data and images kept in $DOCKER_DIR/data; bridge $DOCKER_BRIDGE kept)"
   else
     if [ -n "$(_docker_leftovers)" ]; then
@@ -244,7 +226,7 @@ docker_stop() {
 }
 
 docker_status() {
-  if _docker_alive; then
+  if pid_alive "$DOCKER_PIDFILE"; then
     local images
     images=$(_dk images --format '{{.Repository}}:{{.Tag}} ({{.Size}})' 'urgentflow/*' 2>/dev/null | tr '\n' ' ')
     log "running (pid $(head -1 "$DOCKER_PIDFILE")): $DOCKER_URL (DOCKER_HOST in $DOCKER_DIR/env), bridge $DOCKER_BRIDGE $DOCKER_BRIDGE_CIDR, images: ${images:-none}"

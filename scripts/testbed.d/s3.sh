@@ -15,15 +15,7 @@ S3_READY_SECONDS=${URGENTFLOW_S3_READY_SECONDS:-30}
 S3_PIDFILE=$S3_DIR/weed.pid
 S3_LOG=$S3_DIR/log/weed.out   # stdout/stderr (errors, crashes); the full log is weed.INFO beside it
 
-# _s3_running PID: true when PID is a live process (a zombie counts as gone: PID 1 may reap late).
-_s3_running() {
-  local st
-  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
-  [ -n "$st" ] && [ "$st" != Z ]
-}
 
-# _s3_alive: our pid file names a live server
-_s3_alive() { pid_alive "$S3_PIDFILE" && _s3_running "$(head -1 "$S3_PIDFILE")"; }
 
 _s3_weed() {
   [ -x "$VENV/bin/weed" ] \
@@ -113,17 +105,6 @@ _s3_connection() {
   write_connection object_store "{\"conn_type\":\"generic\",\"host\":\"127.0.0.1\",\"port\":$S3_PORT,\"login\":\"$S3_ACCESS_KEY\",\"password\":\"$S3_SECRET_KEY\",\"extra\":{\"secure\":false,\"region\":\"us-east-1\",\"bucket\":\"$S3_BUCKET\"}}"
 }
 
-_s3_stop_pid() {
-  local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 300; i++)); do
-    _s3_running "$pid" || return 0
-    sleep 0.1
-  done
-  log "weed ($pid) did not stop within 30 s: killing it"
-  kill -KILL "$pid" 2>/dev/null || true
-  sleep 0.2
-}
 
 s3_start() {
   _s3_weed
@@ -131,7 +112,7 @@ s3_start() {
   chmod 700 "$S3_DIR"
   _s3_credentials
 
-  if _s3_alive; then
+  if pid_alive "$S3_PIDFILE"; then
     local out
     out=$(_s3_probe 5 2>&1) \
       || die "SeaweedFS is running (pid $(head -1 "$S3_PIDFILE")) but its S3 API on 127.0.0.1:$S3_PORT does not answer: $out. Try scripts/testbed stop s3; scripts/testbed start s3. Log: $S3_LOG"
@@ -180,7 +161,7 @@ s3_start() {
   if [ "$rc" -ne 0 ]; then
     local pid
     pid=$(head -1 "$S3_PIDFILE" 2>/dev/null || true)
-    [ -n "$pid" ] && _s3_stop_pid "$pid"
+    [ -n "$pid" ] && stop_pid "$pid" weed 30
     rm -f "$S3_PIDFILE"
     local why="did not answer within ${S3_READY_SECONDS} s and was stopped"
     [ "$rc" -eq 2 ] && why="exited during start-up"
@@ -197,12 +178,12 @@ $(grep -E '^[IWEF][0-9]{4} ' "$S3_DIR/log/weed.INFO" 2>/dev/null | tail -n 8 | s
 }
 
 s3_stop() {
-  if _s3_alive; then
+  if pid_alive "$S3_PIDFILE"; then
     local pid
     pid=$(head -1 "$S3_PIDFILE")
     log "stopping SeaweedFS (pid $pid)"
-    _s3_stop_pid "$pid"
-    _s3_running "$pid" && die "weed (pid $pid) is still running after SIGKILL"
+    stop_pid "$pid" weed 30
+    proc_running "$pid" && die "weed (pid $pid) is still running after SIGKILL"
     log "stopped (data kept in $S3_DIR/data)"
   else
     log "not running"
@@ -211,7 +192,7 @@ s3_stop() {
 }
 
 s3_status() {
-  if _s3_alive; then
+  if pid_alive "$S3_PIDFILE"; then
     log "running (pid $(head -1 "$S3_PIDFILE")): S3 API http://127.0.0.1:$S3_PORT, bucket $S3_BUCKET, connection $CONN_DIR/object_store.json, data $S3_DIR/data, log $S3_LOG"
   else
     log "stopped (data in $S3_DIR/data)"

@@ -36,15 +36,6 @@ TB_SLURM_NODE_MEM=4000
 # ---------------------------------------------------------------------------------------------------
 # helpers
 
-# _slurm_fail WHAT LOGFILE: die naming what failed, with the end of its log.
-_slurm_fail() {
-  local tail_text="(no log at $2)"
-  [ -s "$2" ] && tail_text=$(tail -n 12 "$2")
-  die "$1
---- last lines of $2 ---
-$tail_text
----"
-}
 
 # _slurm_put FILE MODE CONTENT: write FILE only when its content changes; true when it changed.
 _slurm_put() {
@@ -59,31 +50,8 @@ _slurm_put() {
   return 0
 }
 
-# _slurm_kill PIDFILE NAME: TERM the process, wait (bounded), KILL if needed, remove the pid file.
-# _slurm_running PID: the process exists and is not a zombie (this machine's init reaps only every ~2 s)
-_slurm_running() {
-  local st
-  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [ -n "$st" ] && [ "${st#Z}" = "$st" ]
-}
 
-_slurm_kill() {
-  local pidfile=$1 name=$2 pid
-  if ! pid_alive "$pidfile"; then
-    rm -f "$pidfile"
-    return 0
-  fi
-  pid=$(head -1 "$pidfile")
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 15))
-  while _slurm_running "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
-  if _slurm_running "$pid"; then
-    log "$name (pid $pid) did not stop in 15 s: killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$pidfile"
-  log "stopped $name (pid $pid)"
-}
+_slurm_kill() { stop_pidfile "$1" "$2" 15; }
 
 _slurm_conf_of() { printf '%s/%s/slurm.conf' "$TB_SLURM_DIR" "$1"; }
 _slurm_nodes_of() { local a; read -r -a a <<<"${TB_SLURM_CLUSTERS[$1]}"; printf '%s\n' "${a[@]:1}"; }
@@ -117,8 +85,8 @@ _slurm_munge_start() {
   [ -f "$d/munged.log" ] || install -o munge -g munge -m 640 /dev/null "$d/munged.log"
   chown munge:munge "$d/munged.log"
   runuser -u munge -- /usr/sbin/munged --pid-file="$d/munged.pid" --log-file="$d/munged.log" \
-    </dev/null >>"$d/munged.log" 2>&1 || _slurm_fail "munged did not start" "$d/munged.log"
-  wait_until 15 "munged" _slurm_munge_ok || _slurm_fail "munged does not answer (munge -n | unmunge)" "$d/munged.log"
+    </dev/null >>"$d/munged.log" 2>&1 || fail_with_log "munged did not start" "$d/munged.log"
+  wait_until 15 "munged" _slurm_munge_ok || fail_with_log "munged does not answer (munge -n | unmunge)" "$d/munged.log"
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -181,9 +149,9 @@ _slurm_dbd_start() {
   _slurm_db_setup
   # slurmdbd finds slurmdbd.conf next to $SLURM_CONF (there is no -f for it)
   SLURM_CONF=$d/slurm.conf slurmdbd </dev/null >>"$d/slurmdbd.log" 2>&1 \
-    || _slurm_fail "slurmdbd did not start" "$d/slurmdbd.log"
+    || fail_with_log "slurmdbd did not start" "$d/slurmdbd.log"
   wait_until 120 "slurmdbd (port $TB_SLURM_DBD_PORT)" _slurm_dbd_ok \
-    || _slurm_fail "slurmdbd does not answer sacctmgr within 120 s" "$d/slurmdbd.log"
+    || fail_with_log "slurmdbd does not answer sacctmgr within 120 s" "$d/slurmdbd.log"
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -301,7 +269,7 @@ _slurm_cluster_start() {
   if ! pid_alive "$d/run/slurmctld.pid" \
     && ! SLURM_CONF=$conf timeout 20 sacctmgr -n -P show cluster format=cluster | grep -qx "$c"; then
     SLURM_CONF=$conf timeout 20 sacctmgr -i add cluster "$c" >/dev/null \
-      || _slurm_fail "sacctmgr add cluster $c failed" "$TB_SLURM_DIR/dbd/slurmdbd.log"
+      || fail_with_log "sacctmgr add cluster $c failed" "$TB_SLURM_DIR/dbd/slurmdbd.log"
     log "registered cluster $c in slurmdbd"
   fi
   if pid_alive "$d/run/slurmctld.pid"; then
@@ -309,7 +277,7 @@ _slurm_cluster_start() {
   else
     need_port "$ctld_port" "slurmctld of cluster $c"
     slurmctld -f "$conf" </dev/null >>"$d/log/slurmctld.log" 2>&1 \
-      || _slurm_fail "slurmctld of cluster $c did not start" "$d/log/slurmctld.log"
+      || fail_with_log "slurmctld of cluster $c did not start" "$d/log/slurmctld.log"
   fi
   while read -r np; do
     node=${np%%:*} port=${np##*:}
@@ -320,21 +288,21 @@ _slurm_cluster_start() {
     TB_SLURM_RESTARTED[$node]=$(date +%s)
     need_port "$port" "slurmd $node"
     slurmd -f "$conf" -N "$node" </dev/null >>"$d/log/slurmd-$node.log" 2>&1 \
-      || _slurm_fail "slurmd $node did not start" "$d/log/slurmd-$node.log"
+      || fail_with_log "slurmd $node did not start" "$d/log/slurmd-$node.log"
   done < <(_slurm_nodes_of "$c")
 }
 
 _slurm_cluster_wait() {
   local c=$1 d=$TB_SLURM_DIR/$1 np node
   wait_until 60 "slurmctld of $c" _slurm_ctld_ok "$c" \
-    || _slurm_fail "slurmctld of cluster $c does not answer 'scontrol ping' within 60 s" "$d/log/slurmctld.log"
+    || fail_with_log "slurmctld of cluster $c does not answer 'scontrol ping' within 60 s" "$d/log/slurmctld.log"
   if ! wait_until 60 "nodes of $c" _slurm_nodes_ok "$c"; then
     while read -r np; do
       node=${np%%:*}
       pid_alive "$d/run/slurmd-$node.pid" \
-        || _slurm_fail "slurmd $node of cluster $c is not running" "$d/log/slurmd-$node.log"
+        || fail_with_log "slurmd $node of cluster $c is not running" "$d/log/slurmd-$node.log"
     done < <(_slurm_nodes_of "$c")
-    _slurm_fail "nodes of cluster $c are not usable within 60 s: $(SLURM_CONF=$(_slurm_conf_of "$c") sinfo -h -N -o '%N=%T' 2>&1 | tr '\n' ' ')" \
+    fail_with_log "nodes of cluster $c are not usable within 60 s: $(SLURM_CONF=$(_slurm_conf_of "$c") sinfo -h -N -o '%N=%T' 2>&1 | tr '\n' ' ')" \
       "$d/log/slurmctld.log"
   fi
   _slurm_cancel_phantoms "$c"

@@ -15,14 +15,6 @@ TB_SSH_KEY=$TB_SSH_DIR/id_ed25519
 declare -A TB_SSHD_PORTS=([alpha]=2222 [beta]=2223)
 TB_SSHD_ORDER=(alpha beta)
 
-_sshd_fail() {
-  local tail_text="(no log at $2)"
-  [ -s "$2" ] && tail_text=$(tail -n 12 "$2")
-  die "$1
---- last lines of $2 ---
-$tail_text
----"
-}
 
 _sshd_slurm_conf() { printf '%s/slurm/%s/slurm.conf' "$TESTBED_DIR" "$1"; }
 
@@ -102,30 +94,16 @@ _sshd_check_slurm_conf() {
   fi
 }
 
-# _sshd_running PID: the process exists and is not a zombie (this machine's init reaps only every ~2 s)
-_sshd_running() {
-  local st
-  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [ -n "$st" ] && [ "${st#Z}" = "$st" ]
-}
 
 _sshd_kill() {
-  local pidfile=$1 name=$2 pid kids
-  if ! pid_alive "$pidfile"; then
-    rm -f "$pidfile"
-    return 0
+  local kids
+  if pid_alive "$1"; then
+    # open sessions are children of the listener: end them too
+    kids=$(ps -o pid= --ppid "$(head -1 "$1")" | tr '\n' ' ' || true)
+    # shellcheck disable=SC2086
+    if [ -n "${kids// /}" ]; then kill -TERM $kids 2>/dev/null || true; fi
   fi
-  pid=$(head -1 "$pidfile")
-  kids=$(ps -o pid= --ppid "$pid" | tr '\n' ' ' || true)
-  kill -TERM "$pid" 2>/dev/null || true
-  # open sessions are children of the listener: end them too
-  # shellcheck disable=SC2086
-  if [ -n "${kids// /}" ]; then kill -TERM $kids 2>/dev/null || true; fi
-  local deadline=$((SECONDS + 10))
-  while _sshd_running "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
-  if _sshd_running "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
-  rm -f "$pidfile"
-  log "stopped $name (pid $pid)"
+  stop_pidfile "$1" "$2" 10
 }
 
 _sshd_port_listening() { ! port_free "$1"; }
@@ -153,7 +131,7 @@ sshd_start() {
       pid_alive "$d/sshd.pid" && log "WARNING: sshd_config of $c changed while it runs: restart the sshd part to apply it"
     fi
     /usr/sbin/sshd -t -f "$d/sshd_config" 2>"$d/sshd-check.log" \
-      || _sshd_fail "sshd_config of $c is not valid" "$d/sshd-check.log"
+      || fail_with_log "sshd_config of $c is not valid" "$d/sshd-check.log"
   done
   printf '%s' "$known" >"$TB_SSH_DIR/known_hosts"
 
@@ -164,14 +142,14 @@ sshd_start() {
     else
       need_port "$port" "sshd of cluster $c"
       /usr/sbin/sshd -f "$d/sshd_config" -E "$d/sshd.log" </dev/null \
-        || _sshd_fail "sshd of $c did not start" "$d/sshd.log"
+        || fail_with_log "sshd of $c did not start" "$d/sshd.log"
       wait_until 15 "sshd of $c (127.0.0.1:$port)" _sshd_port_listening "$port" \
-        || _sshd_fail "sshd of $c does not listen on 127.0.0.1:$port" "$d/sshd.log"
+        || fail_with_log "sshd of $c does not listen on 127.0.0.1:$port" "$d/sshd.log"
     fi
     local seen
     # shellcheck disable=SC2016 # $SLURM_CONF is expanded by the remote shell
     seen=$(_sshd_login "$c" 'printf %s "$SLURM_CONF"' 2>&1) \
-      || _sshd_fail "key login as $TB_SSH_USER to sshd of $c (port $port) fails: $seen" "$d/sshd.log"
+      || fail_with_log "key login as $TB_SSH_USER to sshd of $c (port $port) fails: $seen" "$d/sshd.log"
     [ "$seen" = "$(_sshd_slurm_conf "$c")" ] \
       || die "sshd of $c gives SLURM_CONF='$seen' instead of $(_sshd_slurm_conf "$c")"
     hostkey=$(cut -d' ' -f1,2 "$d/ssh_host_ed25519_key.pub")
