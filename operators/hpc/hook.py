@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shlex
 import time
 from collections.abc import Sequence
 from functools import cached_property
@@ -11,7 +12,8 @@ from functools import cached_property
 from airflow.sdk import BaseHook
 
 from operators.hpc.adapters import BatchAdapter, JobRef, get_adapter
-from operators.hpc.spec import JobSpec
+from operators.hpc.adapters.base import SECTION, split_sections
+from operators.hpc.spec import JobSpec, judged_file
 from operators.hpc.states import JobState, JobStatus
 from operators.hpc.transport import LocalTransport, SSHTransport, Transport
 from operators.machines.catalog import Machine, get_machine
@@ -65,23 +67,48 @@ class BatchHook(BaseHook):
     def get_conn(self) -> Transport:
         return self.transport
 
-    def find(self, spec: JobSpec) -> str | None:
-        """The id of a live job with this spec's name, if one runs already (re-attach after a crash)."""
-        out = self.transport.run(self.adapter.find_command(spec.name, spec.workdir)).check("job lookup")
-        return self.adapter.parse_find(out.stdout)
+    def find(self, spec: JobSpec) -> tuple[str, str] | None:
+        """A job this spec already has: ``(id, "live")`` while it runs, or ``(id, "unjudged")`` when an
+        earlier try submitted it and no task has judged its end yet (the worker died meanwhile).
+
+        One remote command: the batch system's lookup by name, then the record and judged files.
+        """
+        q = shlex.quote
+        out = self.transport.run(
+            f"{self.adapter.find_command(spec.name, spec.workdir)}; echo '{SECTION}'; "
+            f"cat {q(spec.record_file)} 2>/dev/null; echo '{SECTION}'; cat {q(spec.judged_file)} 2>/dev/null; true"
+        ).check("job lookup")
+        live, recorded, judged = ([*split_sections(out.stdout), [], [], []])[:3]
+        live_id = self.adapter.parse_find("\n".join(live))
+        if live_id:
+            return live_id, "live"
+        recorded_id = recorded[0].strip() if recorded else ""
+        judged_id = judged[0].strip() if judged else ""
+        if recorded_id.isdigit() and recorded_id != judged_id:
+            return recorded_id, "unjudged"
+        return None
 
     def submit(self, spec: JobSpec) -> tuple[str, bool]:
-        """Submit ``spec`` unless a live job of that name exists; returns ``(job_id, reattached)``."""
+        """Submit ``spec`` unless it already has a live or unjudged job; returns ``(job_id, reattached)``."""
         self.transport.run(self.adapter.prepare_command(spec)).check(f"creating {spec.workdir}")
         existing = self.find(spec)
         if existing:
-            self.log.info("Re-attaching to live job %s (%s) on %s", existing, spec.name, self.machine.name)
-            return existing, True
+            job_id, why = existing
+            self.log.info("Re-attaching to %s job %s (%s) on %s", why, job_id, spec.name, self.machine.name)
+            return job_id, True
         self.transport.put_text(spec.script_path, self.adapter.render_script(spec), mode=0o750)
         out = self.transport.run(self.adapter.submit_command(spec)).check("submission")
         job_id = self.adapter.parse_submit(out.stdout)
+        self.transport.run(f"printf '%s\\n' {job_id} > {shlex.quote(spec.record_file)}").check(
+            "recording the job id"
+        )
         self.log.info("Submitted %s as job %s on %s", spec.name, job_id, self.machine.name)
         return job_id, False
+
+    def mark_judged(self, workdir: str, name: str, job_id: str) -> None:
+        """Record that a task consumed this job's end: a later try submits afresh instead of re-attaching."""
+        path = shlex.quote(judged_file(workdir, name))
+        self.transport.run(f"printf '%s\\n' {shlex.quote(job_id)} > {path}").check("recording the judged job")
 
     def status(self, jobs: Sequence[JobRef]) -> dict[str, JobStatus]:
         out = self.transport.run(self.adapter.status_command(jobs)).check("status")

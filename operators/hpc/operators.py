@@ -20,8 +20,10 @@ XCOM_KEY = "batch_job"
 class BatchJobOperator(BaseOperator):
     """Run ``command`` (an argv list, every element quoted) as a batch job on ``machine``.
 
-    Before submitting it looks for a live job of the same task instance and re-attaches to it, so a
-    crashed worker or a retry never submits twice. ``{machine, job_id, workdir, stdout, stderr}`` is
+    Before submitting it looks for a job of the same task instance that is still running, or that an
+    earlier try submitted but never judged (its worker died), and re-attaches to it: a crashed
+    worker, scheduler or triggerer never makes it submit twice. A try that judged a job's end marks
+    it, so a retry after a failed job (or a clear) submits a fresh one. ``{machine, job_id, workdir, stdout, stderr}`` is
     pushed to XCom (key ``batch_job``) before deferring; the return value is the same dict with the
     final state. ``timeout_resubmit_factor`` (opt-in) resubmits a job that hit its walltime with
     walltime * factor, up to ``max_walltime_minutes``.
@@ -159,6 +161,12 @@ class BatchJobOperator(BaseOperator):
     def _finish(self, context: Context, status: JobStatus, walltime: int) -> dict[str, Any]:
         job = dict(self._job or {})
         job.update(state=status.state.value, exit_code=status.exit_code, native_state=status.native_state)
+        if job.get("workdir") and job.get("name"):
+            # This try consumes the job's end: a later try (retry, clear) submits afresh.
+            try:
+                self.hook().mark_judged(job["workdir"], job["name"], status.job_id)
+            except Exception as exc:
+                self.log.warning("Could not record that job %s was judged: %s", status.job_id, exc)
         if status.state is JobState.COMPLETED:
             self.log.info("Job %s on %s completed", status.job_id, job.get("machine"))
             return job

@@ -30,6 +30,10 @@ def check_path(value: str, what: str = "path") -> str:
     return value
 
 
+def judged_file(workdir: str, name: str) -> str:
+    return f"{workdir}/{name}.judged"
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """A batch job. ``command`` is an argv list: every element is quoted, so values stay data.
@@ -93,6 +97,16 @@ class JobSpec:
     @property
     def exit_file(self) -> str:
         return f"{self.workdir}/{self.name}.exit"
+
+    @property
+    def record_file(self) -> str:
+        """The id of the job submitted for this spec (written right after submission)."""
+        return f"{self.workdir}/{self.name}.job"
+
+    @property
+    def judged_file(self) -> str:
+        """The id of the job whose end a task has already judged (its outcome is consumed)."""
+        return judged_file(self.workdir, self.name)
 
     @property
     def script_path(self) -> str:

@@ -59,7 +59,10 @@ def test_failing_member_names_state_exit_code_and_stderr(airflow: AirflowClient)
     assert "ended FAILED" in log and "exit code 3" in log and "member 1 drill failure" in log, log[-3000:]
 
 
-def test_triggerer_killed_mid_run_loses_and_duplicates_nothing(airflow: AirflowClient) -> None:
+@pytest.mark.parametrize("component", ["triggerer", "scheduler"])
+def test_component_killed_mid_run_loses_and_duplicates_nothing(
+    airflow: AirflowClient, component: str
+) -> None:
     members = 6
     airflow.wait_for_dag(DAG, timeout=90)
     airflow.unpause(DAG)
@@ -77,7 +80,7 @@ def test_triggerer_killed_mid_run_loses_and_duplicates_nothing(airflow: AirflowC
     else:
         pytest.fail("members did not all defer within 120 s")
 
-    pid = int((runtime_dir() / "run" / "triggerer.pid").read_text().split()[0])
+    pid = int((runtime_dir() / "run" / f"{component}.pid").read_text().split()[0])
     os.killpg(os.getpgid(pid), signal.SIGKILL)
     # as the e2e fixture does: the runtime configures itself, AIRFLOW* of the test process stay out
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
@@ -146,8 +149,8 @@ def test_marking_a_deferred_member_failed_cancels_its_job(airflow: AirflowClient
     )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        states = sacct_states("alpha", job["name"])
-        if len(states) == 1 and states[0].startswith("CANCELLED"):  # "CANCELLED by <uid>"
+        ended = sacct_states("alpha", job["name"])
+        if len(ended) == 1 and ended[0].startswith("CANCELLED"):  # "CANCELLED by <uid>"
             return
         time.sleep(2)
     pytest.fail(

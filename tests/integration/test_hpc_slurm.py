@@ -101,3 +101,16 @@ def test_out_of_memory_is_its_own_state() -> None:
     job_id, _ = hook.submit(spec)
     (status,) = watch_all("hpc_alpha", [(job_id, spec)])
     assert status.state is JobState.OUT_OF_MEMORY, status
+
+
+def test_unjudged_job_of_an_earlier_try_is_adopted_judged_one_is_not() -> None:
+    """A worker that died after sbatch: the next try adopts the job; once judged, a retry submits anew."""
+    hook = BatchHook("beta")
+    spec = make_spec("adopt", ["true"])
+    first, _ = hook.submit(spec)
+    watch_all("hpc_beta", [(first, spec)])  # the job ends while "nobody" judges it
+    adopted, reattached = hook.submit(spec)
+    assert (adopted, reattached) == (first, True)
+    hook.mark_judged(spec.workdir, spec.name, first)
+    fresh, reattached = hook.submit(spec)
+    assert fresh != first and not reattached
