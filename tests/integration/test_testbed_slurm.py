@@ -11,6 +11,7 @@ import shlex
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import paramiko
 import pytest
@@ -168,7 +169,9 @@ def test_clusters_are_distinct(clusters: dict[str, Cluster]) -> None:
 
 
 @pytest.mark.integration
-def test_wrong_host_key_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_host_key_is_rejected(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # paramiko also trusts ~/.ssh/known_hosts: an empty home keeps the pinned key the only judge
+    monkeypatch.setenv("HOME", str(tmp_path))
     alpha = bed_connection("hpc_alpha")
     beta_key = bed_connection("hpc_beta")["extra"]["host_key"]
     assert beta_key != alpha["extra"]["host_key"], "alpha and beta must have their own host keys"
