@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 STATS: Counter[str] = Counter()
 MAX_CHANNELS_PER_HOST = 16
 MAX_CONNECTS_PER_MINUTE = 10
+MAX_GET_BYTES = 1024 * 1024  # get_text is for scripts and small files; data goes through staging
 
 
 class TransportError(RuntimeError):
@@ -49,6 +50,8 @@ class Transport(Protocol):
     def run(self, command: str, timeout: float = 60.0) -> CommandResult: ...
 
     def put_text(self, path: str, text: str, mode: int = 0o644) -> None: ...
+
+    def get_text(self, path: str, max_bytes: int = MAX_GET_BYTES) -> str: ...
 
 
 def backoff_delay(attempt: int, cap: float = 30.0) -> float:
@@ -95,6 +98,10 @@ class LocalTransport:
         with open(path, "w") as handle:
             handle.write(text)
         os.chmod(path, mode)
+
+    def get_text(self, path: str, max_bytes: int = MAX_GET_BYTES) -> str:
+        with open(path, "rb") as handle:
+            return _small(handle.read(max_bytes + 1), path, max_bytes)
 
 
 class SSHTransport:
@@ -178,3 +185,17 @@ class SSHTransport:
                 sftp.chmod(path, mode)
 
         self._with_retries("upload", action)
+
+    def get_text(self, path: str, max_bytes: int = MAX_GET_BYTES) -> str:
+        def action(client: paramiko.SSHClient) -> str:
+            STATS[f"{self.conn_id}:commands"] += 1
+            with client.open_sftp() as sftp, sftp.open(path, "rb") as handle:
+                return _small(handle.read(max_bytes + 1), path, max_bytes)
+
+        return self._with_retries("download", action)
+
+
+def _small(data: bytes, path: str, max_bytes: int) -> str:
+    if len(data) > max_bytes:
+        raise TransportError(f"{path} is larger than {max_bytes} bytes: stage it instead")
+    return data.decode(errors="replace")

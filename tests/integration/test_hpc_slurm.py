@@ -12,7 +12,7 @@ from operators.hpc.hook import BatchHook
 from operators.hpc.poller import get_poller
 from operators.hpc.spec import JobSpec
 from operators.hpc.states import JobState, JobStatus
-from operators.hpc.transport import STATS
+from operators.hpc.transport import STATS, TransportError
 
 pytestmark = pytest.mark.integration
 BASE = "/home/urgent/urgentflow/jobs/tests"
@@ -114,3 +114,15 @@ def test_unjudged_job_of_an_earlier_try_is_adopted_judged_one_is_not() -> None:
     hook.mark_judged(spec.workdir, spec.name, first)
     fresh, reattached = hook.submit(spec)
     assert fresh != first and not reattached
+
+
+def test_small_files_go_up_and_down_over_sftp() -> None:
+    transport = BatchHook("alpha").transport
+    path = f"{BASE}/sftp-{uuid.uuid4().hex[:8]}.txt"
+    text = "line one\nÜnïcode ✓\n" * 100
+    transport.run(f"mkdir -p {BASE}").check("mkdir")
+    transport.put_text(path, text, mode=0o600)
+    assert transport.get_text(path) == text
+    assert transport.run(f"stat -c %a {path}").stdout.strip() == "600"
+    with pytest.raises(TransportError, match="larger than"):
+        transport.get_text(path, max_bytes=10)
