@@ -1,0 +1,145 @@
+"""The Postgres catalog, through ``PostgresHook`` on ``catalog_db``: idempotent writes and small queries.
+
+Every write is safe to repeat: a retried task records the same dataset, job or state once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from operators.catalog.migrations import migrate
+
+
+@dataclass(frozen=True)
+class Producer:
+    """Who wrote a dataset: the task instance and, for HPC outputs, the machine and job."""
+
+    dag_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    map_index: int = -1
+    machine: str | None = None
+    job_id: str | None = None
+
+
+class Catalog:
+    def __init__(self, conn_id: str = "catalog_db") -> None:
+        self.conn_id = conn_id
+
+    @cached_property
+    def hook(self) -> Any:
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        return PostgresHook(postgres_conn_id=self.conn_id)
+
+    def _one(self, sql: str, params: Sequence[Any]) -> Any:
+        with self.hook.get_conn() as conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+            row = cur.fetchone()
+            conn.commit()
+            return row
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.hook.get_conn() as conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def migrate(self) -> list[int]:
+        conn = self.hook.get_conn()
+        try:
+            return migrate(conn)
+        finally:
+            conn.close()
+
+    def record_dataset(
+        self,
+        *,
+        bucket: str,
+        key: str,
+        sha256: str,
+        size: int,
+        content_type: str = "application/octet-stream",
+        producer: Producer | None = None,
+        incident_id: str | None = None,
+        inputs: Sequence[int] = (),
+    ) -> int:
+        """The dataset's id; the same (bucket, key, sha256) recorded twice is one row."""
+        p = producer or Producer()
+        row = self._one(
+            "INSERT INTO datasets (bucket, key, sha256, size, content_type, incident_id,"
+            " dag_id, run_id, task_id, map_index, machine, job_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (bucket, key, sha256) DO UPDATE SET size = EXCLUDED.size"
+            " RETURNING id",
+            (
+                bucket,
+                key,
+                sha256,
+                size,
+                content_type,
+                incident_id,
+                p.dag_id,
+                p.run_id,
+                p.task_id,
+                p.map_index,
+                p.machine,
+                p.job_id,
+            ),
+        )
+        dataset_id = int(row[0])
+        for input_id in inputs:
+            self._one(
+                "INSERT INTO lineage (input_id, output_id) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+                (input_id, dataset_id),
+            )
+        return dataset_id
+
+    def record_job(
+        self,
+        *,
+        machine: str,
+        native_id: str,
+        name: str,
+        state: str,
+        exit_code: int | None = None,
+        producer: Producer | None = None,
+    ) -> int:
+        """Upsert a job by (machine, native id) and add ``state`` to its history (once per state)."""
+        p = producer or Producer()
+        row = self._one(
+            "INSERT INTO jobs (machine, native_id, name, dag_id, run_id, task_id, map_index, state, exit_code)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (machine, native_id) DO UPDATE SET state = EXCLUDED.state,"
+            " exit_code = EXCLUDED.exit_code, updated_at = now()"
+            " RETURNING id",
+            (machine, native_id, name, p.dag_id, p.run_id, p.task_id, p.map_index, state, exit_code),
+        )
+        job_id = int(row[0])
+        self._one(
+            "INSERT INTO job_states (job_id, state, exit_code) VALUES (%s, %s, %s)"
+            " ON CONFLICT DO NOTHING RETURNING 1",
+            (job_id, state, exit_code),
+        )
+        return job_id
+
+    def datasets_of_run(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        return self._all(
+            "SELECT id, bucket, key, sha256, size, task_id, map_index, machine, job_id FROM datasets"
+            " WHERE dag_id = %s AND run_id = %s ORDER BY id",
+            (dag_id, run_id),
+        )
+
+    def inputs_of(self, dataset_id: int) -> list[int]:
+        rows = self._all("SELECT input_id FROM lineage WHERE output_id = %s ORDER BY input_id", (dataset_id,))
+        return [r["input_id"] for r in rows]
+
+    def job_history(self, machine: str, native_id: str) -> list[dict[str, Any]]:
+        return self._all(
+            "SELECT s.state, s.exit_code, s.at FROM job_states s JOIN jobs j ON j.id = s.job_id"
+            " WHERE j.machine = %s AND j.native_id = %s ORDER BY s.at, s.state",
+            (machine, native_id),
+        )

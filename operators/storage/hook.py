@@ -1,0 +1,183 @@
+"""ObjectStoreHook: the object store (MinIO / any S3) through the minio SDK, on the ``object_store`` Connection.
+
+Every object written here carries its sha256 as metadata (``x-amz-meta-sha256``), computed while the
+bytes stream, and every read verifies it while streaming: a changed byte anywhere fails loudly.
+Transfers are multipart with a fixed part size, so memory stays constant whatever the object size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import IO, Any
+
+from airflow.sdk import BaseHook
+
+from operators.storage.keys import check_key, check_prefix
+
+PART_SIZE = 16 * 1024 * 1024
+CHUNK = 1024 * 1024
+SHA_META = "sha256"
+
+
+class ChecksumMismatch(RuntimeError):
+    """The bytes read do not hash to the sha256 recorded when they were written."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    bucket: str
+    key: str
+    size: int
+    sha256: str
+    etag: str
+    content_type: str = "application/octet-stream"
+
+
+class _HashingReader:
+    """Wraps a binary stream: counts and hashes what the SDK reads from it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.sha.update(data)
+        self.size += len(data)
+        return data
+
+
+class ObjectStoreHook(BaseHook):
+    conn_name_attr = "object_store_conn_id"
+    default_conn_name = "object_store"
+    conn_type = "generic"
+    hook_name = "urgentflow object store"
+
+    def __init__(self, object_store_conn_id: str = default_conn_name, bucket: str | None = None) -> None:
+        super().__init__()
+        self.object_store_conn_id = object_store_conn_id
+        self._bucket = bucket
+
+    @cached_property
+    def _conn(self) -> Any:
+        return self.get_connection(self.object_store_conn_id)
+
+    @cached_property
+    def bucket(self) -> str:
+        bucket = self._bucket or self._conn.extra_dejson.get("bucket")
+        if not bucket:
+            raise ValueError(f"no bucket: pass bucket= or set extra.bucket on {self.object_store_conn_id}")
+        return str(bucket)
+
+    @cached_property
+    def client(self) -> Any:
+        import urllib3
+        from minio import Minio
+
+        conn = self._conn
+        extra = conn.extra_dejson
+        retries = urllib3.Retry(
+            total=5, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504), allowed_methods=None
+        )
+        return Minio(
+            f"{conn.host}:{conn.port}" if conn.port else str(conn.host),
+            access_key=conn.login,
+            secret_key=conn.password,
+            secure=bool(extra.get("secure", True)),
+            region=extra.get("region"),
+            http_client=urllib3.PoolManager(retries=retries, timeout=urllib3.Timeout(connect=10, read=300)),
+        )
+
+    def get_conn(self) -> Any:
+        return self.client
+
+    def put_stream(
+        self, key: str, stream: IO[bytes], content_type: str = "application/octet-stream"
+    ) -> StoredObject:
+        """Upload a stream of unknown length in parts; its sha256 becomes object metadata."""
+        from minio.commonconfig import REPLACE, CopySource
+
+        check_key(key)
+        reader = _HashingReader(stream)
+        result = self.client.put_object(
+            self.bucket, key, reader, length=-1, part_size=PART_SIZE, content_type=content_type
+        )
+        digest = reader.sha.hexdigest()
+        # S3 metadata is fixed at upload start; a copy onto itself sets it (server-side, no bytes move).
+        self.client.copy_object(
+            self.bucket,
+            key,
+            CopySource(self.bucket, key),
+            metadata={SHA_META: digest, "Content-Type": content_type},
+            metadata_directive=REPLACE,
+        )
+        return StoredObject(self.bucket, key, reader.size, digest, result.etag, content_type)
+
+    def put_file(
+        self, key: str, path: str | Path, content_type: str = "application/octet-stream"
+    ) -> StoredObject:
+        with open(path, "rb") as handle:
+            return self.put_stream(key, handle, content_type)
+
+    def stat(self, key: str) -> StoredObject:
+        check_key(key)
+        info = self.client.stat_object(self.bucket, key)
+        meta = {k.lower(): v for k, v in (info.metadata or {}).items()}
+        return StoredObject(
+            self.bucket,
+            key,
+            info.size,
+            meta.get(f"x-amz-meta-{SHA_META}", ""),
+            info.etag,
+            info.content_type or "application/octet-stream",
+        )
+
+    def iter_verified(self, key: str) -> Iterator[bytes]:
+        """Stream an object's bytes; raises ChecksumMismatch at the end if they do not match."""
+        expected = self.stat(key).sha256
+        sha = hashlib.sha256()
+        response = self.client.get_object(self.bucket, key)
+        try:
+            for chunk in response.stream(CHUNK):
+                sha.update(chunk)
+                yield chunk
+        finally:
+            response.close()
+            response.release_conn()
+        if expected and sha.hexdigest() != expected:
+            raise ChecksumMismatch(f"{self.bucket}/{key}: sha256 {sha.hexdigest()} != recorded {expected}")
+
+    def get_file(self, key: str, path: str | Path) -> StoredObject:
+        """Download to ``path`` (via a temporary name: a failed or corrupted transfer leaves nothing)."""
+        target = Path(path)
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            with open(partial, "wb") as handle:
+                for chunk in self.iter_verified(key):
+                    handle.write(chunk)
+            partial.replace(target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return self.stat(key)
+
+    def list_objects(self, prefix: str = "") -> list[StoredObject]:
+        check_prefix(prefix)
+        return [
+            StoredObject(self.bucket, o.object_name, o.size or 0, "", o.etag or "")
+            for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
+        ]
+
+    def delete(self, key: str) -> None:
+        self.client.remove_object(self.bucket, check_key(key))
+
+    def presigned_get(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
+        return self.client.presigned_get_object(self.bucket, check_key(key), expires=expires)
+
+    def presigned_put(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
+        return self.client.presigned_put_object(self.bucket, check_key(key), expires=expires)
