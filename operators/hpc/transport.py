@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, ClassVar, Protocol
@@ -26,6 +27,7 @@ STATS: Counter[str] = Counter()
 MAX_CHANNELS_PER_HOST = 16
 MAX_CONNECTS_PER_MINUTE = 10
 MAX_GET_BYTES = 1024 * 1024  # get_text is for scripts and small files; data goes through staging
+STREAM_CHUNK = 1024 * 1024
 
 
 class TransportError(RuntimeError):
@@ -47,11 +49,15 @@ class CommandResult:
 class Transport(Protocol):
     name: str
 
-    def run(self, command: str, timeout: float = 60.0) -> CommandResult: ...
+    def run(self, command: str, timeout: float = 60.0, stdin: str | None = None) -> CommandResult: ...
 
     def put_text(self, path: str, text: str, mode: int = 0o644) -> None: ...
 
     def get_text(self, path: str, max_bytes: int = MAX_GET_BYTES) -> str: ...
+
+    def put_stream(self, path: str, chunks: Iterable[bytes]) -> int: ...
+
+    def get_stream(self, path: str) -> Iterator[bytes]: ...
 
 
 def backoff_delay(attempt: int, cap: float = 30.0) -> float:
@@ -82,11 +88,16 @@ class LocalTransport:
 
     name = "local"
 
-    def run(self, command: str, timeout: float = 60.0) -> CommandResult:
+    def run(self, command: str, timeout: float = 60.0, stdin: str | None = None) -> CommandResult:
         STATS["local:commands"] += 1
         try:
             done = subprocess.run(
-                ["bash", "-c", command], capture_output=True, text=True, timeout=timeout, check=False
+                ["bash", "-c", command],
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
             )
         except subprocess.TimeoutExpired as exc:
             raise TransportError(f"local command timed out after {timeout}s") from exc
@@ -102,6 +113,18 @@ class LocalTransport:
     def get_text(self, path: str, max_bytes: int = MAX_GET_BYTES) -> str:
         with open(path, "rb") as handle:
             return _small(handle.read(max_bytes + 1), path, max_bytes)
+
+    def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
+        written = 0
+        with open(path, "wb") as handle:
+            for chunk in chunks:
+                written += handle.write(chunk)
+        return written
+
+    def get_stream(self, path: str) -> Iterator[bytes]:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(STREAM_CHUNK):
+                yield chunk
 
 
 class SSHTransport:
@@ -167,13 +190,17 @@ class SSHTransport:
                     time.sleep(backoff_delay(attempt))
         raise TransportError(f"{self.conn_id}: {what} failed after {self.max_attempts} attempts: {last}")
 
-    def run(self, command: str, timeout: float = 60.0) -> CommandResult:
+    def run(self, command: str, timeout: float = 60.0, stdin: str | None = None) -> CommandResult:
+        """Run ``command``; ``stdin`` carries secrets (e.g. presigned URLs) so they never reach a log line."""
+
         def action(client: paramiko.SSHClient) -> CommandResult:
             STATS[f"{self.conn_id}:commands"] += 1
-            status, out, err = self.hook.exec_ssh_client_command(
-                client, command, get_pty=False, environment=None, timeout=timeout
-            )
-            return CommandResult(status, out.decode(errors="replace"), err.decode(errors="replace"))
+            if stdin is None:
+                status, out, err = self.hook.exec_ssh_client_command(
+                    client, command, get_pty=False, environment=None, timeout=timeout
+                )
+                return CommandResult(status, out.decode(errors="replace"), err.decode(errors="replace"))
+            return _exec_with_stdin(client, command, stdin, timeout)
 
         return self._with_retries("command", action)
 
@@ -193,6 +220,39 @@ class SSHTransport:
                 return _small(handle.read(max_bytes + 1), path, max_bytes)
 
         return self._with_retries("download", action)
+
+    def put_stream(self, path: str, chunks: Iterable[bytes]) -> int:
+        """Write chunks to a remote file over SFTP at constant memory (no retry: a stream is consumed)."""
+        STATS[f"{self.conn_id}:commands"] += 1
+        written = 0
+        with self._client().open_sftp() as sftp, sftp.open(path, "wb") as handle:
+            handle.set_pipelined(True)
+            for chunk in chunks:
+                handle.write(chunk)
+                written += len(chunk)
+        return written
+
+    def get_stream(self, path: str) -> Iterator[bytes]:
+        STATS[f"{self.conn_id}:commands"] += 1
+        with self._client().open_sftp() as sftp, sftp.open(path, "rb") as handle:
+            handle.prefetch()
+            while chunk := handle.read(STREAM_CHUNK):
+                yield chunk
+
+
+def _exec_with_stdin(client: paramiko.SSHClient, command: str, stdin: str, timeout: float) -> CommandResult:
+    transport = client.get_transport()
+    if transport is None:
+        raise EOFError("SSH transport closed")
+    with transport.open_session(timeout=timeout) as channel:
+        channel.settimeout(timeout)
+        channel.exec_command(command)
+        channel.sendall(stdin.encode())
+        channel.shutdown_write()
+        out = channel.makefile("rb").read()
+        err = channel.makefile_stderr("rb").read()
+        status = channel.recv_exit_status()
+    return CommandResult(status, out.decode(errors="replace"), err.decode(errors="replace"))
 
 
 def _small(data: bytes, path: str, max_bytes: int) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, Protocol
 
 from airflow.sdk import BaseHook
 
@@ -38,10 +38,14 @@ class StoredObject:
     content_type: str = "application/octet-stream"
 
 
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class _HashingReader:
     """Wraps a binary stream: counts and hashes what the SDK reads from it."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: Readable) -> None:
         self.raw = raw
         self.sha = hashlib.sha256()
         self.size = 0
@@ -98,11 +102,9 @@ class ObjectStoreHook(BaseHook):
         return self.client
 
     def put_stream(
-        self, key: str, stream: IO[bytes], content_type: str = "application/octet-stream"
+        self, key: str, stream: Readable, content_type: str = "application/octet-stream"
     ) -> StoredObject:
         """Upload a stream of unknown length in parts; its sha256 becomes object metadata."""
-        from minio.commonconfig import REPLACE, CopySource
-
         check_key(key)
         reader = _HashingReader(stream)
         result = self.client.put_object(
@@ -110,14 +112,20 @@ class ObjectStoreHook(BaseHook):
         )
         digest = reader.sha.hexdigest()
         # S3 metadata is fixed at upload start; a copy onto itself sets it (server-side, no bytes move).
+        self.set_checksum(key, digest, content_type)
+        return StoredObject(self.bucket, key, reader.size, digest, result.etag, content_type)
+
+    def set_checksum(self, key: str, sha256: str, content_type: str = "application/octet-stream") -> None:
+        """Record ``sha256`` on an object written by someone else (e.g. a presigned PUT from an HPC host)."""
+        from minio.commonconfig import REPLACE, CopySource
+
         self.client.copy_object(
             self.bucket,
-            key,
+            check_key(key),
             CopySource(self.bucket, key),
-            metadata={SHA_META: digest, "Content-Type": content_type},
+            metadata={SHA_META: sha256, "Content-Type": content_type},
             metadata_directive=REPLACE,
         )
-        return StoredObject(self.bucket, key, reader.size, digest, result.etag, content_type)
 
     def put_file(
         self, key: str, path: str | Path, content_type: str = "application/octet-stream"

@@ -1,0 +1,138 @@
+"""Staging operators: object store -> HPC machine before a job, results -> store (+ catalog) after it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from operators.catalog.catalog import Catalog, Producer
+from operators.hpc.hook import BatchHook
+from operators.storage.hook import ObjectStoreHook
+from operators.storage.staging import list_outputs, stage_in, stage_out
+
+
+class StageToMachineOperator(BaseOperator):
+    """Copy objects ``keys`` into ``dest_dir`` on ``machine`` (each under its own key path).
+
+    ``method="presigned"`` (default) has the machine fetch the bytes itself; ``"sftp"`` streams them
+    through the worker. Returns ``[{key, path, size, sha256}]``.
+    """
+
+    template_fields: Sequence[str] = ("machine", "keys", "dest_dir", "method")
+
+    def __init__(
+        self,
+        *,
+        machine: str,
+        keys: Sequence[str],
+        dest_dir: str,
+        method: str = "presigned",
+        object_store_conn_id: str = "object_store",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.machine = machine
+        self.keys = keys
+        self.dest_dir = dest_dir
+        self.method = method
+        self.object_store_conn_id = object_store_conn_id
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        transport = BatchHook(self.machine).transport
+        store = ObjectStoreHook(self.object_store_conn_id)
+        staged = [
+            stage_in(transport, store, key, f"{self.dest_dir.rstrip('/')}/{key}", self.method).to_dict()
+            for key in self.keys
+        ]
+        self.log.info(
+            "Staged %d object(s) to %s:%s by %s", len(staged), self.machine, self.dest_dir, self.method
+        )
+        return staged
+
+
+class StageFromMachineOperator(BaseOperator):
+    """Copy files matching ``pattern`` in ``source_dir`` on ``machine`` to ``key_prefix`` in the store,
+    and record each as a catalog dataset with its producer and its ``input_dataset_ids`` (lineage).
+
+    ``job`` is a ``BatchJobOperator`` result (its XCom): machine, job id and work dir come from it
+    when given. Returns ``[{key, size, sha256, dataset_id}]``.
+    """
+
+    template_fields: Sequence[str] = (
+        "machine",
+        "source_dir",
+        "pattern",
+        "key_prefix",
+        "job",
+        "input_dataset_ids",
+    )
+
+    def __init__(
+        self,
+        *,
+        key_prefix: str,
+        machine: str | None = None,
+        source_dir: str | None = None,
+        pattern: str = "*",
+        job: dict[str, Any] | None = None,
+        input_dataset_ids: Sequence[int] = (),
+        method: str = "presigned",
+        incident_id: str | None = None,
+        object_store_conn_id: str = "object_store",
+        catalog_conn_id: str = "catalog_db",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.key_prefix = key_prefix
+        self.machine = machine
+        self.source_dir = source_dir
+        self.pattern = pattern
+        self.job = job
+        self.input_dataset_ids = input_dataset_ids
+        self.method = method
+        self.incident_id = incident_id
+        self.object_store_conn_id = object_store_conn_id
+        self.catalog_conn_id = catalog_conn_id
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        job = self.job or {}
+        machine = self.machine or job.get("machine")
+        source_dir = self.source_dir or job.get("workdir")
+        if not machine or not source_dir:
+            raise ValueError("give machine and source_dir, or job= (a BatchJobOperator result)")
+        transport = BatchHook(machine).transport
+        store = ObjectStoreHook(self.object_store_conn_id)
+        catalog = Catalog(self.catalog_conn_id)
+        catalog.migrate()  # idempotent, one query when the schema is current
+        ti = context["ti"]
+        producer = Producer(
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            task_id=ti.task_id,
+            map_index=ti.map_index if ti.map_index is not None else -1,
+            machine=machine,
+            job_id=job.get("job_id"),
+        )
+        results = []
+        for path in list_outputs(transport, source_dir, self.pattern):
+            key = f"{self.key_prefix.rstrip('/')}/{path.rsplit('/', 1)[-1]}"
+            stored = stage_out(transport, store, path, key, self.method)
+            dataset_id = catalog.record_dataset(
+                bucket=stored.bucket,
+                key=stored.key,
+                sha256=stored.sha256,
+                size=stored.size,
+                content_type=stored.content_type,
+                producer=producer,
+                incident_id=self.incident_id,
+                inputs=[int(i) for i in self.input_dataset_ids],
+            )
+            results.append(
+                {"key": key, "size": stored.size, "sha256": stored.sha256, "dataset_id": dataset_id}
+            )
+        self.log.info(
+            "Staged %d file(s) from %s:%s to %s", len(results), machine, source_dir, self.key_prefix
+        )
+        return results

@@ -1,0 +1,140 @@
+"""Staging between the object store and an HPC machine's file system, two ways.
+
+``presigned``: the HPC host fetches/pushes the bytes itself with curl and a presigned URL (passed on
+stdin, never on a command line or in a log), so no byte passes through the worker. ``sftp``: the
+worker streams between the store and SFTP at constant memory (for hosts that cannot reach the store).
+Either way the sha256 is checked on the HPC side and a bad transfer leaves no file and no object.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from operators.hpc.spec import check_path
+from operators.hpc.transport import Transport
+from operators.storage.hook import ObjectStoreHook, StoredObject
+from operators.storage.keys import check_key
+
+Method = Literal["presigned", "sftp"]
+METHODS = ("presigned", "sftp")
+GLOB_RE = re.compile(r"^[A-Za-z0-9._*?-]{1,128}$")
+CURL = "curl -fsS --retry 3 --retry-delay 1 --connect-timeout 10"
+
+
+class StagingError(RuntimeError):
+    """A transfer that did not arrive whole: nothing was left behind."""
+
+
+@dataclass(frozen=True)
+class Staged:
+    key: str
+    path: str
+    size: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"staging method must be one of {METHODS}, got {method!r}")
+
+
+def _remote_digest(transport: Transport, path: str) -> tuple[str, int]:
+    q = shlex.quote(path)
+    out = transport.run(f"sha256sum {q} | cut -d' ' -f1 && stat -c %s {q}").check(f"checksum of {path}")
+    digest, size = out.stdout.split()
+    return digest, int(size)
+
+
+def stage_in(transport: Transport, store: ObjectStoreHook, key: str, dest: str, method: str) -> Staged:
+    """Object ``key`` -> file ``dest`` on the host, verified against the object's recorded sha256."""
+    _check_method(method)
+    check_key(key)
+    check_path(dest, "destination path")
+    expected = store.stat(key).sha256
+    partial = f"{dest}.partial"
+    q_dir, q_partial = shlex.quote(dest.rsplit("/", 1)[0] or "/"), shlex.quote(partial)
+    transport.run(f"mkdir -p {q_dir} && rm -f {q_partial}").check("preparing the destination")
+    try:
+        if method == "presigned":
+            url = store.presigned_get(key)
+            transport.run(f"{CURL} -o {q_partial} -K -", timeout=3600, stdin=f'url = "{url}"\n').check(
+                f"fetching {key} on the host"
+            )
+        else:
+            transport.put_stream(partial, store.iter_verified(key))
+        digest, size = _remote_digest(transport, partial)
+        if expected and digest != expected:
+            raise StagingError(f"{key}: arrived with sha256 {digest}, the store recorded {expected}")
+        transport.run(f"mv -f {q_partial} {shlex.quote(dest)}").check("moving the staged file in place")
+    except Exception:
+        transport.run(f"rm -f {q_partial}")
+        raise
+    return Staged(key, dest, size, digest)
+
+
+def list_outputs(transport: Transport, directory: str, pattern: str) -> list[str]:
+    """Regular files in ``directory`` matching the shell glob ``pattern`` (plain characters only)."""
+    check_path(directory, "source directory")
+    if not GLOB_RE.match(pattern):
+        raise ValueError(f"file pattern may use letters, digits, . _ - * ? only: {pattern!r}")
+    out = transport.run(
+        f'cd {shlex.quote(directory)} && for f in {pattern}; do [ -f "$f" ] && printf "%s\\n" "$f"; done; true'
+    ).check(f"listing {directory}")
+    return [f"{directory}/{name}" for name in out.stdout.splitlines() if name]
+
+
+def stage_out(transport: Transport, store: ObjectStoreHook, path: str, key: str, method: str) -> StoredObject:
+    """File ``path`` on the host -> object ``key``, with the host-side sha256 recorded and checked."""
+    _check_method(method)
+    check_path(path, "source path")
+    check_key(key)
+    digest, size = _remote_digest(transport, path)
+    try:
+        if method == "presigned":
+            url = store.presigned_put(key)
+            transport.run(
+                f"{CURL} -T {shlex.quote(path)} -K -", timeout=3600, stdin=f'url = "{url}"\n'
+            ).check(f"pushing {path} from the host")
+            store.set_checksum(key, digest)
+            stored = store.stat(key)
+        else:
+            stored = store.put_stream(key, _ChunkReader(transport.get_stream(path)))
+        if stored.size != size or stored.sha256 != digest:
+            raise StagingError(
+                f"{path} -> {key}: stored {stored.size} B sha256 {stored.sha256}, host has {size} B sha256 {digest}"
+            )
+    except Exception:
+        try:
+            store.delete(key)
+        except Exception as cleanup:  # the original error matters more
+            raise StagingError(
+                f"{key}: transfer failed and the partial object could not be removed: {cleanup}"
+            ) from None
+        raise
+    return stored
+
+
+class _ChunkReader:
+    """A file-like ``read`` over an iterator of chunks (constant memory)."""
+
+    def __init__(self, chunks: Any) -> None:
+        self.chunks = iter(chunks)
+        self.buffer = b""
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self.buffer) < n:
+            try:
+                self.buffer += next(self.chunks)
+            except StopIteration:
+                break
+        if n < 0:
+            data, self.buffer = self.buffer, b""
+        else:
+            data, self.buffer = self.buffer[:n], self.buffer[n:]
+        return data
