@@ -46,9 +46,11 @@ class LocalAdapter(BatchAdapter):
         )
 
     def submit_command(self, spec: JobSpec) -> str:
+        # The job must be the backgrounded simple command itself (not a `cd && ...` list, whose
+        # subshell would keep our stdout open until the job ends): $! is then the job's own pid.
         q = shlex.quote
         return (
-            f"cd {q(spec.workdir)} && setsid nohup bash {q(spec.script_path)} "
+            f"cd {q(spec.workdir)} || exit 127; setsid nohup bash {q(spec.script_path)} "
             f"> {q(spec.stdout)} 2> {q(spec.stderr)} < /dev/null & "
             f"echo $! > {q(self._pid_file(spec.workdir, spec.name))} && echo $!"
         )
@@ -88,7 +90,9 @@ class LocalAdapter(BatchAdapter):
         return result
 
     def cancel_command(self, job_ids: Sequence[str]) -> str:
-        return " ; ".join(f"kill -TERM -- -{pid} 2>/dev/null" for pid in _pids(job_ids)) + " ; true"
+        # The job leads its own session (setsid); coreutils timeout moves into a process group of its
+        # own inside it, so the whole session is signalled, not just the leader's group.
+        return " ; ".join(f"pkill -TERM -s {pid}" for pid in _pids(job_ids)) + " ; true"
 
     def find_command(self, name: str, workdir: str) -> str:
         pid_file = shlex.quote(self._pid_file(workdir, name))
