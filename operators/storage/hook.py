@@ -146,6 +146,17 @@ class ObjectStoreHook(BaseHook):
             info.content_type or "application/octet-stream",
         )
 
+    def exists(self, key: str) -> bool:
+        from minio.error import S3Error
+
+        try:
+            self.client.stat_object(self.bucket, check_key(key))
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                return False
+            raise
+        return True
+
     def iter_verified(self, key: str) -> Iterator[bytes]:
         """Stream an object's bytes; raises ChecksumMismatch at the end if they do not match."""
         expected = self.stat(key).sha256
