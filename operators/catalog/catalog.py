@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 from operators.catalog.migrations import migrate
 
@@ -26,8 +26,17 @@ class Producer:
 
 
 class Catalog:
+    # connection ids whose schema this process has brought up to date
+    _current: ClassVar[set[str]] = set()
+
     def __init__(self, conn_id: str = "catalog_db") -> None:
         self.conn_id = conn_id
+
+    def ensure_schema(self) -> None:
+        """Apply pending migrations once per process (writes call it; it is one query when current)."""
+        if self.conn_id not in self._current:
+            self.migrate()
+            self._current.add(self.conn_id)
 
     @cached_property
     def hook(self) -> Any:
@@ -68,6 +77,7 @@ class Catalog:
         inputs: Sequence[int] = (),
     ) -> int:
         """The dataset's id; the same (bucket, key, sha256) recorded twice is one row."""
+        self.ensure_schema()
         p = producer or Producer()
         row = self._one(
             "INSERT INTO datasets (bucket, key, sha256, size, content_type, incident_id,"
@@ -109,6 +119,7 @@ class Catalog:
         producer: Producer | None = None,
     ) -> int:
         """Upsert a job by (machine, native id) and add ``state`` to its history (once per state)."""
+        self.ensure_schema()
         p = producer or Producer()
         row = self._one(
             "INSERT INTO jobs (machine, native_id, name, dag_id, run_id, task_id, map_index, state, exit_code)"

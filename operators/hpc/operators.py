@@ -65,6 +65,7 @@ class BatchJobOperator(BaseOperator):
         timeout_resubmit_factor: float | None = None,
         max_walltime_minutes: int | None = None,
         stderr_tail_lines: int = 20,
+        catalog_conn_id: str | None = "catalog_db",
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -84,6 +85,7 @@ class BatchJobOperator(BaseOperator):
         self.timeout_resubmit_factor = timeout_resubmit_factor
         self.max_walltime_minutes = max_walltime_minutes
         self.stderr_tail_lines = stderr_tail_lines
+        self.catalog_conn_id = catalog_conn_id
         self.deferrable = deferrable
         self._job: dict[str, Any] | None = None
 
@@ -130,6 +132,7 @@ class BatchJobOperator(BaseOperator):
         }
         # Recorded before deferring: a restart of anything finds the job from here.
         context["ti"].xcom_push(key=XCOM_KEY, value=self._job)
+        self._record(context, "SUBMITTED" if not reattached else "REATTACHED", None)
         if not self.deferrable:
             status = hook.wait(JobRef(job_id, spec.exit_file), self.poll_interval)
             return self._finish(context, status, spec.walltime_minutes)
@@ -161,6 +164,7 @@ class BatchJobOperator(BaseOperator):
     def _finish(self, context: Context, status: JobStatus, walltime: int) -> dict[str, Any]:
         job = dict(self._job or {})
         job.update(state=status.state.value, exit_code=status.exit_code, native_state=status.native_state)
+        self._record(context, status.state.value, status.exit_code)
         if job.get("workdir") and job.get("name"):
             # This try consumes the job's end: a later try (retry, clear) submits afresh.
             try:
@@ -193,6 +197,33 @@ class BatchJobOperator(BaseOperator):
             f"(native {status.native_state or '?'}, exit code {code}{', ' + status.reason if status.reason else ''}); "
             f"last lines of stderr ({job.get('stderr')}):\n{tail or '(empty)'}"
         )
+
+    def _record(self, context: Context, state: str, exit_code: int | None) -> None:
+        """Add the job and this state to the catalog; the catalog being away never fails the job."""
+        job = self._job or {}
+        if not self.catalog_conn_id or not job.get("job_id"):
+            return
+        from operators.catalog.catalog import Catalog, Producer
+
+        ti = context["ti"]
+        index = _map_index(context)
+        map_index = -1 if index is None else index
+        try:
+            Catalog(self.catalog_conn_id).record_job(
+                machine=job["machine"],
+                native_id=job["job_id"],
+                name=job["name"],
+                state=state,
+                exit_code=exit_code,
+                producer=Producer(
+                    dag_id=ti.dag_id,
+                    run_id=ti.run_id,
+                    task_id=ti.task_id,
+                    map_index=map_index,
+                ),
+            )
+        except Exception as exc:
+            self.log.warning("Could not record job %s (%s) in the catalog: %s", job["job_id"], state, exc)
 
     def on_kill(self) -> None:
         job = self._job

@@ -105,7 +105,6 @@ class StageFromMachineOperator(BaseOperator):
         transport = BatchHook(machine).transport
         store = ObjectStoreHook(self.object_store_conn_id)
         catalog = Catalog(self.catalog_conn_id)
-        catalog.migrate()  # idempotent, one query when the schema is current
         ti = context["ti"]
         producer = Producer(
             dag_id=ti.dag_id,

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from airflow_client import AirflowClient, runtime_dir
 
+from operators.catalog.catalog import Catalog
 from operators.hpc.hook import BatchHook
 
 pytestmark = pytest.mark.e2e
@@ -45,6 +46,11 @@ def test_ensemble_of_twenty_on_alpha(airflow: AirflowClient) -> None:
     assert sorted(submitted_names("alpha", names)) == sorted(names), "each member submitted exactly once"
     summary = airflow.xcom(DAG, run_id, "summarize")
     assert summary["states"] == ["COMPLETED"] and summary["members"] == 20
+    # every job is in the catalog with its state history
+    catalog = Catalog()
+    for job in jobs:
+        states = [h["state"] for h in catalog.job_history("alpha", job["job_id"])]
+        assert "SUBMITTED" in states and "COMPLETED" in states, (job["job_id"], states)
 
 
 def test_failing_member_names_state_exit_code_and_stderr(airflow: AirflowClient) -> None:
