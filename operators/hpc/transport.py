@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 if TYPE_CHECKING:
     import paramiko
 
-# What reached each host from this process: {"<conn_id>:commands": n, "<conn_id>:connects": n}.
+# What reached each host from this process: {"<conn_id>:commands": n, "<conn_id>:connects": n,
+# "<conn_id>:stream_bytes": bytes streamed through this process by put_stream/get_stream}.
 STATS: Counter[str] = Counter()
 MAX_CHANNELS_PER_HOST = 16
 MAX_CONNECTS_PER_MINUTE = 10
@@ -230,6 +231,7 @@ class SSHTransport:
             for chunk in chunks:
                 handle.write(chunk)
                 written += len(chunk)
+        STATS[f"{self.conn_id}:stream_bytes"] += written
         return written
 
     def get_stream(self, path: str) -> Iterator[bytes]:
@@ -237,6 +239,7 @@ class SSHTransport:
         with self._client().open_sftp() as sftp, sftp.open(path, "rb") as handle:
             handle.prefetch()
             while chunk := handle.read(STREAM_CHUNK):
+                STATS[f"{self.conn_id}:stream_bytes"] += len(chunk)
                 yield chunk
 
 
