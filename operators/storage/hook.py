@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
@@ -42,12 +43,34 @@ class Readable(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
 
+class _BackgroundSha256:
+    """sha256 fed from a second thread (hashlib releases the GIL on large buffers), so hashing one
+    chunk overlaps moving the next; updates stay in order (one in flight at a time)."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+        self._pending: Future[None] | None = None
+
+    def update(self, data: bytes) -> None:
+        if self._pending is not None:
+            self._pending.result()
+        self._pending = self._pool.submit(self._sha.update, data)
+
+    def hexdigest(self) -> str:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+        self._pool.shutdown(wait=True)
+        return self._sha.hexdigest()
+
+
 class _HashingReader:
     """Wraps a binary stream: counts and hashes what the SDK reads from it."""
 
     def __init__(self, raw: Readable) -> None:
         self.raw = raw
-        self.sha = hashlib.sha256()
+        self.sha = _BackgroundSha256()
         self.size = 0
 
     def read(self, n: int = -1) -> bytes:
@@ -160,7 +183,7 @@ class ObjectStoreHook(BaseHook):
     def iter_verified(self, key: str) -> Iterator[bytes]:
         """Stream an object's bytes; raises ChecksumMismatch at the end if they do not match."""
         expected = self.stat(key).sha256
-        sha = hashlib.sha256()
+        sha = _BackgroundSha256()
         response = self.client.get_object(self.bucket, key)
         try:
             for chunk in response.stream(CHUNK):
@@ -169,8 +192,9 @@ class ObjectStoreHook(BaseHook):
         finally:
             response.close()
             response.release_conn()
-        if expected and sha.hexdigest() != expected:
-            raise ChecksumMismatch(f"{self.bucket}/{key}: sha256 {sha.hexdigest()} != recorded {expected}")
+            digest = sha.hexdigest()
+        if expected and digest != expected:
+            raise ChecksumMismatch(f"{self.bucket}/{key}: sha256 {digest} != recorded {expected}")
 
     def get_file(self, key: str, path: str | Path) -> StoredObject:
         """Download to ``path`` (via a temporary name: a failed or corrupted transfer leaves nothing)."""
