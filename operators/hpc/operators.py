@@ -94,9 +94,7 @@ class BatchJobOperator(BaseOperator):
 
     def _spec(self, context: Context, walltime_minutes: int) -> JobSpec:
         ti = context["ti"]
-        map_index = getattr(ti, "map_index", -1)
-        if map_index is None:
-            map_index = -1
+        map_index = _task_map_index(context)
         hook = self.hook()
         return JobSpec(
             name=job_name(ti.dag_id, ti.run_id, ti.task_id, map_index),
@@ -206,8 +204,7 @@ class BatchJobOperator(BaseOperator):
         from operators.catalog.catalog import Catalog, Producer
 
         ti = context["ti"]
-        index = _map_index(context)
-        map_index = -1 if index is None else index
+        map_index = _task_map_index(context)
         try:
             Catalog(self.catalog_conn_id).record_job(
                 machine=job["machine"],
@@ -238,6 +235,13 @@ class BatchJobOperator(BaseOperator):
         self.hook().cancel([job["job_id"]])
 
 
-def _map_index(context: Context) -> int | None:
+def _task_map_index(context: Context) -> int:
+    """The task instance's map index; -1 when the task is not mapped."""
     index = getattr(context["ti"], "map_index", -1)
-    return None if index is None or index < 0 else index
+    return -1 if index is None else index
+
+
+def _map_index(context: Context) -> int | None:
+    """The map index as ``xcom_pull(map_indexes=...)`` wants it: None when the task is not mapped."""
+    index = _task_map_index(context)
+    return None if index < 0 else index

@@ -57,7 +57,6 @@ def test_upload_survives_or_fails_cleanly_when_s3_stops() -> None:
     worker.join(timeout=300)
     assert not worker.is_alive(), "the upload neither finished nor failed within 5 minutes"
 
-    print("outage outcome:", {k: str(v)[:200] for k, v in outcome.items()})
     if "stored" in outcome:  # retried through the outage: then it must be whole
         assert outcome["stored"].sha256 == stream.sha.hexdigest()
         assert store.stat(key).sha256 == stream.sha.hexdigest()
