@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pendulum
 from airflow.sdk import Param, dag, task
 
 from operators.hpc.operators import BatchJobOperator
+from operators.storage.assets import PUBLISHED
+from operators.storage.operators import StageFromMachineOperator, StageToMachineOperator
 
 DOC = """
 ### hpc_drill
 
-Checks a machine's whole batch path the way the use cases use it: a **mapped ensemble** of
-`members` batch jobs submitted with `BatchJobOperator` to `machine` (a name from
-`include/machines.yaml`), watched by the machine's shared poller in the triggerer, then a summary.
+Checks a machine's whole data and batch path the way the use cases use it: an input object is
+written to the object store and catalogued, **staged** to `machine` (a name from
+`include/machines.yaml`; the machine fetches it itself), a **mapped ensemble** of `members` batch
+jobs is submitted with `BatchJobOperator` and watched by the machine's shared poller in the
+triggerer, each member's output is **published** back to the store and the catalog (lineage: input →
+output; an `urgentflow_published` Asset event, which starts `verify_published`), then a summary.
 
-Each member runs `bash` for `seconds`, prints its host and member number and exits 0; members
-listed in `fail_members` exit 3 instead (a failure drill: the task fails naming state FAILED, exit
-code 3 and the last lines of stderr). Use it after maintenance, or to measure a machine.
+Each member hashes the input into `member-<n>.out`, runs for `seconds` and exits 0; members listed in
+`fail_members` exit 3 instead (a failure drill: the task fails naming state FAILED, exit code 3 and the
+last lines of stderr). Use it after maintenance, or to measure a machine.
 """
 
-MEMBER = 'echo "member $1 on $(hostname) started"; sleep "$2"; if [ "$3" != 0 ]; then echo "member $1 drill failure" >&2; fi; exit "$3"'
+MEMBER = (
+    '{ echo "member $1 on $(hostname)"; sha256sum "$4"; } > "member-$1.out"; sleep "$2"; '
+    'if [ "$3" != 0 ]; then echo "member $1 drill failure" >&2; fi; exit "$3"'
+)
 
 
 @dag(
@@ -48,11 +57,48 @@ MEMBER = 'echo "member $1 on $(hostname) started"; sleep "$2"; if [ "$3" != 0 ];
 )
 def hpc_drill() -> None:
     @task
-    def member_commands(params: dict | None = None) -> list[list[str]]:
+    def make_input(dag_run: Any = None, ti: Any = None) -> dict:
+        """A small input object, catalogued as a dataset this run produced."""
+        import io
+
+        from operators.catalog.catalog import Catalog, Producer
+        from operators.storage.hook import ObjectStoreHook
+        from operators.storage.keys import key_segment
+
+        prefix = f"drill/{key_segment(dag_run.run_id)}"
+        stored = ObjectStoreHook().put_stream(
+            f"{prefix}/input.txt", io.BytesIO(f"hpc_drill input of {dag_run.run_id}\n".encode()), "text/plain"
+        )
+        dataset_id = Catalog().record_dataset(
+            bucket=stored.bucket,
+            key=stored.key,
+            sha256=stored.sha256,
+            size=stored.size,
+            content_type=stored.content_type,
+            producer=Producer(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=-1),
+        )
+        return {"key": stored.key, "prefix": prefix, "dataset_id": dataset_id}
+
+    drill_input = make_input()
+    staged = StageToMachineOperator(
+        task_id="stage_input", machine="{{ params.machine }}", keys=[drill_input["key"]]
+    )
+
+    @task
+    def member_commands(staged: list[dict], params: dict | None = None) -> list[list[str]]:
         assert params is not None
         failing = set(params["fail_members"])
         return [
-            ["bash", "-c", MEMBER, "member", str(i), str(params["seconds"]), "3" if i in failing else "0"]
+            [
+                "bash",
+                "-c",
+                MEMBER,
+                "member",
+                str(i),
+                str(params["seconds"]),
+                "3" if i in failing else "0",
+                staged[0]["path"],
+            ]
             for i in range(params["members"])
         ]
 
@@ -63,7 +109,15 @@ def hpc_drill() -> None:
         timeout_resubmit_factor="{{ params.timeout_resubmit_factor }}",
         max_walltime_minutes="{{ params.max_walltime_minutes }}",
         poll_interval=2.0,
-    ).expand(command=member_commands())
+    ).expand(command=member_commands(staged.output))
+
+    StageFromMachineOperator.partial(
+        task_id="publish",
+        key_prefix=drill_input["prefix"],
+        pattern="member-*.out",
+        input_dataset_ids=[drill_input["dataset_id"]],
+        outlets=[PUBLISHED],
+    ).expand(job=members.output)
 
     @task
     def summarize(jobs: list[dict]) -> dict:

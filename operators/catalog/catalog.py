@@ -144,6 +144,14 @@ class Catalog:
             (dag_id, run_id),
         )
 
+    def dataset(self, dataset_id: int) -> dict[str, Any] | None:
+        rows = self._all(
+            "SELECT id, bucket, key, sha256, size, content_type, incident_id, dag_id, run_id, task_id,"
+            " map_index, machine, job_id, created_at FROM datasets WHERE id = %s",
+            (dataset_id,),
+        )
+        return rows[0] if rows else None
+
     def inputs_of(self, dataset_id: int) -> list[int]:
         rows = self._all("SELECT input_id FROM lineage WHERE output_id = %s ORDER BY input_id", (dataset_id,))
         return [r["input_id"] for r in rows]

@@ -36,10 +36,15 @@ def job_name(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
     return f"uf-{_clean(dag_id, 32)}-{_clean(task_id, 32)}{member}-{digest}"
 
 
-def job_workdir(base: str, dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
+def run_workdir(base: str, dag_id: str, run_id: str) -> str:
+    """The directory of one DAG run on a machine: its jobs' work dirs and its staged inputs go under it."""
     run_digest = hashlib.sha256(run_id.encode()).hexdigest()[:8]
+    return f"{base}/{_clean(dag_id, 64)}/{_clean(run_id, 48)}-{run_digest}"
+
+
+def job_workdir(base: str, dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
     member = f".{map_index}" if map_index >= 0 else ""
-    return f"{base}/{_clean(dag_id, 64)}/{_clean(run_id, 48)}-{run_digest}/{_clean(task_id, 64)}{member}"
+    return f"{run_workdir(base, dag_id, run_id)}/{_clean(task_id, 64)}{member}"
 
 
 class BatchHook(BaseHook):

@@ -8,6 +8,7 @@ Transfers are multipart with a fixed part size, so memory stays constant whateve
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -125,13 +126,13 @@ class ObjectStoreHook(BaseHook):
         return self.client
 
     def put_stream(
-        self, key: str, stream: Readable, content_type: str = "application/octet-stream"
+        self, key: str, stream: Readable, content_type: str = "application/octet-stream", length: int = -1
     ) -> StoredObject:
-        """Upload a stream of unknown length in parts; its sha256 becomes object metadata."""
+        """Upload a stream in parts (``length`` -1: unknown, read to the end); its sha256 becomes metadata."""
         check_key(key)
         reader = _HashingReader(stream)
         result = self.client.put_object(
-            self.bucket, key, reader, length=-1, part_size=PART_SIZE, content_type=content_type
+            self.bucket, key, reader, length=length, part_size=PART_SIZE, content_type=content_type
         )
         digest = reader.sha.hexdigest()
         # S3 metadata is fixed at upload start; a copy onto itself sets it (server-side, no bytes move).
@@ -139,22 +140,25 @@ class ObjectStoreHook(BaseHook):
         return StoredObject(self.bucket, key, reader.size, digest, result.etag, content_type)
 
     def set_checksum(self, key: str, sha256: str, content_type: str = "application/octet-stream") -> None:
-        """Record ``sha256`` on an object written by someone else (e.g. a presigned PUT from an HPC host)."""
-        from minio.commonconfig import REPLACE, CopySource
+        """Record ``sha256`` on an object written by someone else (e.g. a presigned PUT from an HPC host).
 
-        self.client.copy_object(
+        A server-side copy onto itself (no bytes through us); objects over the 5 GiB CopyObject limit
+        are copied as a multipart copy of 5 GiB ranges (``compose_object`` picks the form).
+        """
+        from minio.commonconfig import ComposeSource
+
+        self.client.compose_object(
             self.bucket,
             check_key(key),
-            CopySource(self.bucket, key),
+            [ComposeSource(self.bucket, key)],
             metadata={SHA_META: sha256, "Content-Type": content_type},
-            metadata_directive=REPLACE,
         )
 
     def put_file(
         self, key: str, path: str | Path, content_type: str = "application/octet-stream"
     ) -> StoredObject:
         with open(path, "rb") as handle:
-            return self.put_stream(key, handle, content_type)
+            return self.put_stream(key, handle, content_type, length=os.fstat(handle.fileno()).st_size)
 
     def stat(self, key: str) -> StoredObject:
         check_key(key)

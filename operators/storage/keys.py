@@ -32,6 +32,12 @@ def check_key(key: str) -> str:
     return key
 
 
+def key_segment(text: str, limit: int = 128) -> str:
+    """``text`` (e.g. a run id such as ``manual__2026-11-26T22:13:43+00:00``) as one valid key segment."""
+    cleaned = re.sub(r"[^A-Za-z0-9._+=@-]+", "_", text).strip(".")[:limit]
+    return cleaned or "_"
+
+
 def check_prefix(prefix: str) -> str:
     """A listing prefix: empty, or a valid key optionally ending in ``/``."""
     if prefix == "":

@@ -8,7 +8,8 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from operators.catalog.catalog import Catalog, Producer
-from operators.hpc.hook import BatchHook
+from operators.hpc.hook import BatchHook, run_workdir
+from operators.storage.assets import event_extra, record_outlet_events
 from operators.storage.hook import ObjectStoreHook
 from operators.storage.staging import list_outputs, stage_in, stage_out
 
@@ -16,6 +17,7 @@ from operators.storage.staging import list_outputs, stage_in, stage_out
 class StageToMachineOperator(BaseOperator):
     """Copy objects ``keys`` into ``dest_dir`` on ``machine`` (each under its own key path).
 
+    ``dest_dir`` defaults to ``<machine workdir>/<dag>/<run>/inputs``, next to the run's job work dirs.
     ``method="presigned"`` (default) has the machine fetch the bytes itself; ``"sftp"`` streams them
     through the worker. Returns ``[{key, path, size, sha256}]``.
     """
@@ -27,7 +29,7 @@ class StageToMachineOperator(BaseOperator):
         *,
         machine: str,
         keys: Sequence[str],
-        dest_dir: str,
+        dest_dir: str | None = None,
         method: str = "presigned",
         object_store_conn_id: str = "object_store",
         **kwargs: Any,
@@ -40,15 +42,17 @@ class StageToMachineOperator(BaseOperator):
         self.object_store_conn_id = object_store_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        transport = BatchHook(self.machine).transport
+        hook = BatchHook(self.machine)
+        ti = context["ti"]
+        dest_dir = (
+            self.dest_dir or f"{run_workdir(hook.machine.workdir, ti.dag_id, ti.run_id)}/inputs"
+        ).rstrip("/")
         store = ObjectStoreHook(self.object_store_conn_id)
         staged = [
-            stage_in(transport, store, key, f"{self.dest_dir.rstrip('/')}/{key}", self.method).to_dict()
+            stage_in(hook.transport, store, key, f"{dest_dir}/{key}", self.method).to_dict()
             for key in self.keys
         ]
-        self.log.info(
-            "Staged %d object(s) to %s:%s by %s", len(staged), self.machine, self.dest_dir, self.method
-        )
+        self.log.info("Staged %d object(s) to %s:%s by %s", len(staged), self.machine, dest_dir, self.method)
         return staged
 
 
@@ -57,7 +61,8 @@ class StageFromMachineOperator(BaseOperator):
     and record each as a catalog dataset with its producer and its ``input_dataset_ids`` (lineage).
 
     ``job`` is a ``BatchJobOperator`` result (its XCom): machine, job id and work dir come from it
-    when given. Returns ``[{key, size, sha256, dataset_id}]``.
+    when given. Returns ``[{key, size, sha256, dataset_id}]``. Each Asset in ``outlets`` gets an
+    event whose extra lists these objects (``operators.storage.assets``).
     """
 
     template_fields: Sequence[str] = (
@@ -131,6 +136,13 @@ class StageFromMachineOperator(BaseOperator):
             results.append(
                 {"key": key, "size": stored.size, "sha256": stored.sha256, "dataset_id": dataset_id}
             )
+        record_outlet_events(
+            self.outlets,
+            context,
+            event_extra(
+                store.bucket, results, incident_id=self.incident_id, machine=machine, job_id=job.get("job_id")
+            ),
+        )
         self.log.info(
             "Staged %d file(s) from %s:%s to %s", len(results), machine, source_dir, self.key_prefix
         )

@@ -37,7 +37,41 @@ def submitted_names(machine: str, names: set[str]) -> list[str]:
     return [line.split("|")[0] for line in out.splitlines() if line.split("|")[0] in names]
 
 
+def published_outputs(catalog: Catalog, run_id: str, jobs: list[dict]) -> list[str]:
+    """The drill's catalog rows: one input, one output per member with its producer and lineage."""
+    rows = catalog.datasets_of_run(DAG, run_id)
+    (source,) = [r for r in rows if r["task_id"] == "make_input"]
+    outputs = sorted((r for r in rows if r["task_id"] == "publish"), key=lambda r: r["map_index"])
+    assert [r["map_index"] for r in outputs] == list(range(len(jobs)))
+    for row, job in zip(outputs, jobs, strict=True):
+        assert (row["machine"], row["job_id"]) == (job["machine"], job["job_id"])
+        assert row["key"].endswith(f"/member-{row['map_index']}.out") and len(row["sha256"]) == 64
+        assert catalog.inputs_of(row["id"]) == [source["id"]]
+    return [r["key"] for r in outputs]
+
+
+def wait_for_verification(airflow: AirflowClient, keys: list[str], since: str, timeout: float = 180) -> None:
+    """``verify_published`` (scheduled on the Asset the publish tasks emit) must re-check every key;
+    none of its runs queued since ``since`` (ISO time) may fail."""
+    deadline = time.monotonic() + timeout
+    verified: set[str] = set()
+    while time.monotonic() < deadline:
+        for run in airflow.list_runs("verify_published"):
+            if (run.get("queued_at") or "") < since:
+                continue
+            if run["state"] == "failed":
+                pytest.fail(f"verify_published run {run['dag_run_id']} failed")
+            if run["state"] == "success":
+                verified |= set(airflow.xcom("verify_published", run["dag_run_id"], "verify")["keys"])
+        if set(keys) <= verified:
+            return
+        time.sleep(2)
+    pytest.fail(f"not verified within {timeout} s: {sorted(set(keys) - verified)}")
+
+
 def test_ensemble_of_twenty_on_alpha(airflow: AirflowClient) -> None:
+    airflow.wait_for_dag("verify_published", timeout=90)
+    airflow.unpause("verify_published")  # before the events: a paused DAG is not queued for them
     run_id, final, tis = run_drill(airflow, {"machine": "alpha", "members": 20, "seconds": 1})
     assert final["state"] == "success", [(t["task_id"], t["map_index"], t["state"]) for t in tis]
     jobs = jobs_of_run(airflow, run_id, 20)
@@ -51,6 +85,8 @@ def test_ensemble_of_twenty_on_alpha(airflow: AirflowClient) -> None:
     for job in jobs:
         states = [h["state"] for h in catalog.job_history("alpha", job["job_id"])]
         assert "SUBMITTED" in states and "COMPLETED" in states, (job["job_id"], states)
+    # each member's output went back to the store, catalogued with lineage, and was re-verified
+    wait_for_verification(airflow, published_outputs(catalog, run_id, jobs), since=final["start_date"])
 
 
 def test_failing_member_names_state_exit_code_and_stderr(airflow: AirflowClient) -> None:
