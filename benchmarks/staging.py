@@ -2,11 +2,13 @@
 
 All measured in one run against the test bed (S3 server and the `alpha` host over sshd):
 1. 1 GiB file up and down: ObjectStoreHook.put_file/get_file (sha256 while streaming, verified
-   reads) vs raw ``fput_object``/``fget_object`` (no checksums), MB/s and the ratio.
+   reads) vs raw ``fput_object``/``fget_object`` (no checksums), MB/s and the ratio of medians over
+   three rounds in alternating order.
 2. 256 MiB file from the HPC host to the store: ``presigned`` (curl on the host) vs ``sftp``
    (through this worker), seconds and bytes that passed through this process (counted by the
    transport's streaming methods, the only way bytes enter the worker on this path).
-3. Peak RSS of a fresh worker process moving a 2 GiB object store -> file -> store.
+3. Peak RSS of a fresh worker process moving a 2 GiB object store -> file -> store, ours vs the raw SDK
+   (both after the same imports and connection lookup, which set the floor).
 Run: ``.venv/bin/python benchmarks/staging.py`` (needs ``scripts/testbed start s3 slurm sshd``).
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -51,26 +54,37 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def sdk_vs_hook(store: ObjectStoreHook, tmp: Path) -> None:
+def sdk_vs_hook(store: ObjectStoreHook, tmp: Path, rounds: int = 3) -> None:
+    """Each round uploads and downloads with both, the order alternating between rounds (so neither
+    always runs on a warmer or busier server); the medians are compared."""
     size = 1024 * MiB
     source = tmp / "one-gib.bin"
     make_file(source, size)
     prefix = f"bench/{uuid.uuid4().hex[:8]}"
     raw = store.client
-    raw_up = timed(
-        lambda: raw.fput_object(store.bucket, f"{prefix}/raw.bin", str(source), part_size=16 * MiB)
-    )
-    ours_up = timed(lambda: store.put_file(f"{prefix}/ours.bin", source))
-    raw_down = timed(lambda: raw.fget_object(store.bucket, f"{prefix}/raw.bin", str(tmp / "raw.out")))
-    ours_down = timed(lambda: store.get_file(f"{prefix}/ours.bin", tmp / "ours.out"))
+    actions: dict[str, Callable[[], object]] = {
+        "raw up": lambda: raw.fput_object(store.bucket, f"{prefix}/raw.bin", str(source), part_size=16 * MiB),
+        "ours up": lambda: store.put_file(f"{prefix}/ours.bin", source),
+        "raw down": lambda: raw.fget_object(store.bucket, f"{prefix}/raw.bin", str(tmp / "raw.out")),
+        "ours down": lambda: store.get_file(f"{prefix}/ours.bin", tmp / "ours.out"),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in actions}
+    for i in range(rounds):
+        for direction in ("up", "down"):
+            order = ("raw", "ours") if i % 2 == 0 else ("ours", "raw")
+            for who in order:
+                seconds[f"{who} {direction}"].append(timed(actions[f"{who} {direction}"]))
     for name in ("raw.bin", "ours.bin"):
         store.delete(f"{prefix}/{name}")
     mb = size / 1e6
-    print("1 GiB file        |  raw SDK MB/s |  ours MB/s | ours / raw")
-    print(f"upload            | {mb / raw_up:>13.0f} | {mb / ours_up:>10.0f} | {raw_up / ours_up:>9.2f}x")
     print(
-        f"download          | {mb / raw_down:>13.0f} | {mb / ours_down:>10.0f} | {raw_down / ours_down:>9.2f}x"
+        f"1 GiB file, median of {rounds} rounds | raw SDK MB/s | ours MB/s | ours / raw | each round ours/raw"
     )
+    for direction in ("up", "down"):
+        raw_s, ours_s = seconds[f"raw {direction}"], seconds[f"ours {direction}"]
+        each = " ".join(f"{r / o:.2f}" for r, o in zip(raw_s, ours_s, strict=True))
+        r, o = statistics.median(raw_s), statistics.median(ours_s)
+        print(f"{direction + 'load':<30} | {mb / r:>12.0f} | {mb / o:>9.0f} | {r / o:>9.2f}x | {each}")
     print("(ours also computes sha256 on upload and verifies it on download; raw does neither)")
 
 
@@ -93,12 +107,16 @@ def presigned_vs_worker(store: ObjectStoreHook) -> None:
     transport.run(f"rm -f {path}")
 
 
-def _peak_rss_child(key: str, target: str, queue: multiprocessing.Queue) -> None:
+def _peak_rss_child(who: str, key: str, target: str, queue: multiprocessing.Queue) -> None:
     store = ObjectStoreHook()
     store.stat(key)  # imports and connection set up: the baseline before any byte moves
     queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-    store.get_file(key, target)
-    store.put_file(key + ".back", target)
+    if who == "ours":
+        store.get_file(key, target)
+        store.put_file(key + ".back", target)
+    else:
+        store.client.fget_object(store.bucket, key, target)
+        store.client.fput_object(store.bucket, key + ".back", target, part_size=16 * MiB)
     store.delete(key + ".back")
     queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
@@ -109,20 +127,23 @@ def peak_rss(store: ObjectStoreHook, tmp: Path) -> None:
     key = f"bench/{uuid.uuid4().hex[:8]}/two-gib.bin"
     store.put_file(key, source)
     source.unlink()
-    queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
-    child = multiprocessing.get_context("spawn").Process(
-        target=_peak_rss_child, args=(key, str(tmp / "back.bin"), queue)
-    )
-    child.start()
-    baseline_kib = queue.get(timeout=120)
-    peak_kib = queue.get(timeout=900)
-    child.join()
-    store.delete(key)
+    spawn = multiprocessing.get_context("spawn")
     print(
-        f"\n2 GiB store -> file -> store in a fresh worker process: peak RSS {peak_kib / 1024:.0f} MiB "
-        f"(after imports, before any transfer: {baseline_kib / 1024:.0f} MiB; "
-        f"transfer adds {(peak_kib - baseline_kib) / 1024:.0f} MiB)"
+        "\n2 GiB store -> file -> store, fresh process | peak RSS MiB | before any transfer | transfer adds"
     )
+    for who in ("raw", "ours"):
+        queue: multiprocessing.Queue = spawn.Queue()
+        child = spawn.Process(target=_peak_rss_child, args=(who, key, str(tmp / "back.bin"), queue))
+        child.start()
+        baseline_kib = queue.get(timeout=120)
+        peak_kib = queue.get(timeout=900)
+        child.join()
+        (tmp / "back.bin").unlink(missing_ok=True)
+        print(
+            f"{who + (' SDK' if who == 'raw' else ' hook'):<42} | {peak_kib / 1024:>12.0f} | "
+            f"{baseline_kib / 1024:>19.0f} | {(peak_kib - baseline_kib) / 1024:>9.0f} MiB"
+        )
+    store.delete(key)
 
 
 def main() -> int:
