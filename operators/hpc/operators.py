@@ -108,7 +108,7 @@ class BatchJobOperator(BaseOperator):
             partition=self.partition or hook.machine.default_partition,
             account=self.account,
             environment={str(k): str(v) for k, v in (self.environment or {}).items()},
-            setup=list(self.setup),
+            setup=[*hook.machine.setup_lines(), *self.setup],
         )
 
     def execute(self, context: Context) -> dict[str, Any]:

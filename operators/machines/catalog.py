@@ -1,9 +1,15 @@
-"""The machine catalog (``include/machines.yaml``): loaded lazily, validated, one entry per machine."""
+"""The machine catalog (``include/machines.yaml``): loaded lazily, validated against ``SCHEMA``.
+
+A bad entry fails loading with the machine and the field named, e.g.
+``machine 'alpha': field partitions.debug.cores_per_node: 0 is less than the minimum of 1``.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,10 +20,74 @@ from operators.hpc.adapters import ADAPTERS
 from operators.hpc.spec import JobSpecError, check_path
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "include" / "machines.yaml"
+NAME = "^[A-Za-z0-9_-]{1,64}$"
+
+PARTITION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["nodes", "cores_per_node", "memory_mb_per_node", "max_walltime_minutes"],
+    "properties": {
+        "default": {"type": "boolean"},
+        "nodes": {"type": "integer", "minimum": 1},
+        "cores_per_node": {"type": "integer", "minimum": 1},
+        "memory_mb_per_node": {"type": "integer", "minimum": 1},
+        "max_walltime_minutes": {"type": "integer", "minimum": 1},
+    },
+}
+
+MACHINE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["connection", "batch_system", "workdir", "partitions"],
+    "properties": {
+        "connection": {"type": ["string", "null"], "pattern": "^[A-Za-z0-9_.-]{1,250}$"},
+        "batch_system": {"enum": sorted(ADAPTERS)},
+        "enabled": {"type": "boolean"},
+        "workdir": {"type": "string", "minLength": 1},
+        "scratch_dir": {"type": "string", "minLength": 1},
+        "python": {"type": "string", "pattern": "^(/[A-Za-z0-9._/+-]+|[A-Za-z0-9._+-]+)$"},
+        "modules": {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z0-9._/+-]{1,128}$"}},
+        "cost_weight": {"type": "number", "minimum": 0},
+        "max_jobs_per_user": {"type": "integer", "minimum": 1},
+        "partitions": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"pattern": NAME},
+            "additionalProperties": PARTITION_SCHEMA,
+        },
+    },
+}
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["machines"],
+    "properties": {
+        "machines": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"pattern": NAME},
+            "additionalProperties": MACHINE_SCHEMA,
+        }
+    },
+}
 
 
 class MachineCatalogError(ValueError):
     """A catalog entry that cannot be used; the message names the machine and the field."""
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    nodes: int
+    cores_per_node: int
+    memory_mb_per_node: int
+    max_walltime_minutes: int
+    default: bool = False
+
+    @property
+    def cores(self) -> int:
+        return self.nodes * self.cores_per_node
 
 
 @dataclass(frozen=True)
@@ -26,8 +96,27 @@ class Machine:
     connection: str | None
     batch_system: str
     workdir: str
-    default_partition: str | None = None
+    partitions: Mapping[str, Partition] = field(default_factory=dict)
     enabled: bool = True
+    scratch_dir: str | None = None
+    python: str = "python3"
+    modules: tuple[str, ...] = ()
+    cost_weight: float = 1.0
+    max_jobs_per_user: int | None = None
+
+    @property
+    def default_partition(self) -> str | None:
+        defaults = [p.name for p in self.partitions.values() if p.default]
+        return defaults[0] if defaults else next(iter(self.partitions), None)
+
+    def setup_lines(self) -> list[str]:
+        """Shell lines every job on this machine starts with: its modules and its tool paths."""
+        q = shlex.quote
+        lines = [f"module load {q(m)}" for m in self.modules]
+        lines.append(f"export URGENTFLOW_PYTHON={q(self.python)}")
+        if self.scratch_dir:
+            lines.append(f"mkdir -p {q(self.scratch_dir)} && export URGENTFLOW_SCRATCH={q(self.scratch_dir)}")
+        return lines
 
 
 def _home() -> str:
@@ -36,33 +125,51 @@ def _home() -> str:
     return "/var/lib/urgentflow" if os.geteuid() == 0 else str(Path.home() / ".local/share/urgentflow")
 
 
-def _machine(name: str, raw: Any) -> Machine:
-    if not isinstance(raw, dict):
-        raise MachineCatalogError(f"machine {name!r}: entry must be a mapping")
-    known = {"connection", "batch_system", "workdir", "default_partition", "enabled"}
-    unknown = set(raw) - known
-    if unknown:
-        raise MachineCatalogError(f"machine {name!r}: unknown field(s) {sorted(unknown)}")
-    if raw.get("batch_system") not in ADAPTERS:
-        raise MachineCatalogError(
-            f"machine {name!r}: field batch_system must be one of {sorted(ADAPTERS)}, got {raw.get('batch_system')!r}"
-        )
-    workdir = str(raw.get("workdir", "")).replace("{urgentflow_home}", _home())
+def _dir(name: str, what: str, value: str) -> str:
+    path = value.replace("{urgentflow_home}", _home())
     try:
-        check_path(workdir, "workdir")
+        return check_path(path, what)
     except JobSpecError as exc:
-        raise MachineCatalogError(f"machine {name!r}: field workdir: {exc}") from None
-    connection = raw.get("connection")
-    if connection is not None and not isinstance(connection, str):
-        raise MachineCatalogError(f"machine {name!r}: field connection must be a connection id or null")
+        raise MachineCatalogError(f"machine {name!r}: field {what}: {exc}") from None
+
+
+def _machine(name: str, raw: dict[str, Any]) -> Machine:
+    partitions = {pname: Partition(name=pname, **p) for pname, p in raw["partitions"].items()}
+    if sum(p.default for p in partitions.values()) > 1:
+        raise MachineCatalogError(f"machine {name!r}: field partitions: more than one default partition")
     return Machine(
         name=name,
-        connection=connection,
+        connection=raw["connection"],
         batch_system=raw["batch_system"],
-        workdir=workdir,
-        default_partition=raw.get("default_partition"),
-        enabled=bool(raw.get("enabled", True)),
+        workdir=_dir(name, "workdir", raw["workdir"]),
+        partitions=partitions,
+        enabled=raw.get("enabled", True),
+        scratch_dir=_dir(name, "scratch_dir", raw["scratch_dir"]) if "scratch_dir" in raw else None,
+        python=raw.get("python", "python3"),
+        modules=tuple(raw.get("modules", ())),
+        cost_weight=float(raw.get("cost_weight", 1.0)),
+        max_jobs_per_user=raw.get("max_jobs_per_user"),
     )
+
+
+def _schema_error(exc: Any, source: Path) -> MachineCatalogError:
+    path = list(exc.absolute_path)
+    if len(path) >= 2 and path[0] == "machines":
+        where = f"machine {path[1]!r}: field {'.'.join(str(p) for p in path[2:]) or '(entry)'}"
+    else:
+        where = f"{source}: {'.'.join(str(p) for p in path) or 'top level'}"
+    return MachineCatalogError(f"{where}: {exc.message}")
+
+
+def parse_catalog(data: Any, source: Path = DEFAULT_PATH) -> dict[str, Machine]:
+    import jsonschema
+
+    errors = sorted(
+        jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(e.absolute_path)
+    )
+    if errors:
+        raise _schema_error(errors[0], source)
+    return {name: _machine(name, raw) for name, raw in data["machines"].items()}
 
 
 @cache
@@ -72,9 +179,7 @@ def load_catalog(path: str | None = None) -> dict[str, Machine]:
         data = yaml.safe_load(source.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise MachineCatalogError(f"cannot read machine catalog {source}: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("machines"), dict):
-        raise MachineCatalogError(f"{source}: top level must be a mapping with a 'machines' mapping")
-    return {name: _machine(name, raw) for name, raw in data["machines"].items()}
+    return parse_catalog(data, source)
 
 
 def get_machine(name: str) -> Machine:

@@ -13,6 +13,7 @@ from functools import cache
 from pathlib import Path
 from string import Template
 
+from operators.hpc.load import Estimate, MachineLoad
 from operators.hpc.spec import JobSpec
 from operators.hpc.states import JobStatus
 
@@ -61,6 +62,23 @@ class BatchAdapter(ABC):
     @abstractmethod
     def find_command(self, name: str, workdir: str) -> str:
         """A command printing the id of a live job named ``name`` (nothing when there is none)."""
+
+    @abstractmethod
+    def load_command(self) -> str:
+        """ONE command summarising the machine: who we are, nodes/cores per partition, the queue."""
+
+    @abstractmethod
+    def parse_load(self, stdout: str) -> MachineLoad: ...
+
+    def estimate_command(
+        self, partition: str, cores: int, memory_mb: int | None, walltime_minutes: int
+    ) -> str | None:
+        """A dry-run submission telling when such a job would start; None when the system has none
+        (selection then estimates from the queue)."""
+        return None
+
+    def parse_estimate(self, stdout: str) -> Estimate:
+        raise NotImplementedError(f"{self.name} has no dry-run submission")
 
     def parse_find(self, stdout: str) -> str | None:
         ids = [line.strip() for line in stdout.splitlines() if line.strip().isdigit()]

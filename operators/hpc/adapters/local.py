@@ -18,6 +18,7 @@ from operators.hpc.adapters.base import (
     split_sections,
     template,
 )
+from operators.hpc.load import MachineLoad, PartitionLoad
 from operators.hpc.spec import JobSpec
 from operators.hpc.states import JobState, JobStatus
 
@@ -99,6 +100,31 @@ class LocalAdapter(BatchAdapter):
         return (
             f'p=$(cat {pid_file} 2>/dev/null) && [ -n "$p" ] && '
             f'ps -o args= -p "$p" | grep -qF {shlex.quote(name)} && echo "$p" || true'
+        )
+
+    def load_command(self) -> str:
+        # our jobs are `bash <workdir>/uf-<name>.sh` processes (see submit_command)
+        return f"id -un; echo '{SECTION}'; nproc; echo '{SECTION}'; ps -eo args= | grep -c '^bash .*/uf-[^/ ]*\\.sh$' || true"
+
+    def parse_load(self, stdout: str) -> MachineLoad:
+        """One partition, ``local``: the host's cores, one per running job (no queue: jobs start at once)."""
+        user, cores, running = ([*split_sections(stdout), [], [], []])[:3]
+        total = int(cores[0]) if cores and cores[0].strip().isdigit() else 0
+        jobs = int(running[0]) if running and running[0].strip().isdigit() else 0
+        part = PartitionLoad(
+            "local",
+            nodes_total=1,
+            nodes_idle=int(jobs == 0),
+            cores_total=total,
+            cores_allocated=min(jobs, total),
+            cores_idle=max(0, total - jobs),
+            jobs_running=jobs,
+        )
+        return MachineLoad(
+            user=user[0].strip() if user else "",
+            partitions={"local": part},
+            jobs_running=jobs,
+            ours_running=jobs,
         )
 
     @staticmethod

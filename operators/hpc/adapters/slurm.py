@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Sequence
+from datetime import datetime
 
 from operators.hpc.adapters.base import (
     SECTION,
@@ -15,6 +16,7 @@ from operators.hpc.adapters.base import (
     split_sections,
     template,
 )
+from operators.hpc.load import Estimate, MachineLoad, PartitionLoad
 from operators.hpc.spec import JobSpec
 from operators.hpc.states import JobState, JobStatus
 
@@ -49,6 +51,11 @@ STATE_MAP: dict[str, JobState] = {
 SQUEUE_FORMAT = "%i|%j|%T|%r"
 SACCT_FIELDS = "JobID,JobName,State,ExitCode,Elapsed"
 _SUBMITTED = re.compile(r"^(\d+)(;[\w.-]+)?$")
+# node|partition (default marked *)|partition availability|node state|cores alloc/idle/other/total
+SINFO_NODES_FORMAT = "%N|%P|%a|%T|%C"
+SQUEUE_LOAD_FORMAT = "%u|%T|%P|%C"
+_WILL_START = re.compile(r"to start at (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)")
+_DOWN_NODE_STATES = ("down", "drain", "fail", "maint", "reboot", "unknown", "future", "inval", "power")
 
 
 def map_state(native: str) -> JobState:
@@ -124,6 +131,71 @@ class SlurmAdapter(BatchAdapter):
         return (
             f'squeue -h -u "$(id -un)" -t PENDING,RUNNING,CONFIGURING,SUSPENDED -n {shlex.quote(name)} -o %i'
         )
+
+    def load_command(self) -> str:
+        return (
+            f"id -un; echo '{SECTION}'; sinfo -h -N -o '{SINFO_NODES_FORMAT}'; echo '{SECTION}'; "
+            f"squeue -h -t PENDING,RUNNING -o '{SQUEUE_LOAD_FORMAT}'"
+        )
+
+    def parse_load(self, stdout: str) -> MachineLoad:
+        user_lines, nodes, queue = [*split_sections(stdout), [], [], []][:3]
+        load = MachineLoad(user=user_lines[0].strip() if user_lines else "")
+        for line in nodes:
+            fields = line.split("|")
+            if len(fields) != 5:
+                continue
+            _node, name, avail, state, cores = fields
+            part = load.partitions.setdefault(name.rstrip("*"), PartitionLoad(name.rstrip("*")))
+            part.available = avail == "up"
+            alloc, idle, _out_of_service, total = (int(c) for c in cores.split("/"))
+            part.nodes_total += 1
+            if state.startswith(_DOWN_NODE_STATES):
+                part.nodes_down += 1
+            elif state == "idle":
+                part.nodes_idle += 1
+            part.cores_total += total
+            part.cores_allocated += alloc
+            part.cores_idle += idle if part.available else 0
+        for line in queue:
+            fields = line.split("|")
+            if len(fields) != 4 or not fields[3].isdigit():
+                continue
+            user, state, name, cores = fields
+            running = state == "RUNNING"
+            ours = user == load.user
+            load.jobs_running += running
+            load.jobs_pending += not running
+            load.ours_running += running and ours
+            load.ours_pending += not running and ours
+            for part_name in name.split(","):  # a job may be queued to several partitions
+                part = load.partitions.setdefault(part_name, PartitionLoad(part_name))
+                part.jobs_running += running
+                part.jobs_pending += not running
+                part.cores_pending += 0 if running else int(cores)
+        return load
+
+    def estimate_command(
+        self, partition: str, cores: int, memory_mb: int | None, walltime_minutes: int
+    ) -> str:
+        memory = f" --mem={int(memory_mb)}M" if memory_mb else ""
+        return (
+            "date +%Y-%m-%dT%H:%M:%S; "
+            f"sbatch --test-only -p {shlex.quote(partition)} -c {int(cores)}{memory} "
+            f'--time={int(walltime_minutes)} --wrap true 2>&1; echo "exit=$?"'
+        )
+
+    def parse_estimate(self, stdout: str) -> Estimate:
+        """``sbatch --test-only``: "Job N to start at T ..." (host-local time, like the first line's
+        ``date``, so their difference needs no time zone) or the reason it cannot run."""
+        lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+        start = _WILL_START.search(stdout)
+        if start and lines and "exit=0" in lines:
+            now = datetime.fromisoformat(lines[0])
+            wait = (datetime.fromisoformat(start.group(1)) - now).total_seconds()
+            return Estimate(True, max(0.0, wait))
+        reasons = [line for line in lines[1:] if not line.startswith("exit=")]
+        return Estimate(False, None, "; ".join(reasons)[:300] or "sbatch --test-only refused the job")
 
 
 def _rows(lines: Sequence[str]) -> dict[str, list[str]]:

@@ -101,3 +101,44 @@ def test_status_command_is_one_command_for_all_jobs_and_rejects_non_ids() -> Non
         slurm.status_command(refs("1;rm -rf /"))
     with pytest.raises(ValueError):
         slurm.cancel_command(["$(reboot)"])
+
+
+def test_load_of_idle_cluster() -> None:
+    load = slurm.parse_load(fixture("load_idle_alpha.txt"))
+    assert load.user == "urgent" and load.state == "up"
+    debug = load.partitions["debug"]
+    assert (debug.nodes_total, debug.nodes_idle, debug.cores_total, debug.cores_idle) == (2, 2, 8, 8)
+    assert (load.jobs_running, load.jobs_pending) == (0, 0)
+
+
+def test_load_of_full_cluster_counts_queue_ours_and_pending_cores() -> None:
+    load = slurm.parse_load(fixture("load_full_alpha.txt"))
+    debug = load.partitions["debug"]
+    assert (debug.cores_idle, debug.cores_allocated, debug.nodes_idle) == (0, 8, 0)
+    assert (debug.jobs_running, debug.jobs_pending, debug.cores_pending) == (2, 1, 4)
+    assert (load.jobs_running, load.jobs_pending, load.ours_running, load.ours_pending) == (2, 1, 2, 1)
+    assert load.partitions["long"].jobs_running == 0 and load.state == "up"
+
+
+def test_drained_node_degrades_and_down_partition_is_down() -> None:
+    drained = slurm.parse_load(fixture("load_drained_beta.txt"))
+    assert drained.state == "degraded"
+    debug = drained.partitions["debug"]
+    assert (debug.nodes_down, debug.cores_idle, debug.cores_total) == (1, 4, 8)
+    down = slurm.parse_load(fixture("load_partition_down_beta.txt"))
+    assert down.state == "down" and down.partitions["debug"].cores_idle == 0
+
+
+def test_estimate_now_later_and_refused() -> None:
+    assert slurm.parse_estimate(fixture("estimate_idle_alpha.txt")).wait_seconds == 0
+    later = slurm.parse_estimate(fixture("estimate_full_alpha.txt"))
+    assert later.fits and later.wait_seconds == 14 * 60 + 58  # 22:34:49 -> 22:49:47
+    cpus = slurm.parse_estimate(fixture("estimate_too_many_cpus_alpha.txt"))
+    assert not cpus.fits and cpus.reason == "allocation failure: More processors requested than permitted"
+    time_limit = slurm.parse_estimate(fixture("estimate_time_over_limit_alpha.txt"))
+    assert not time_limit.fits and "time limit" in time_limit.reason
+
+
+def test_estimate_command_quotes_the_partition() -> None:
+    command = slurm.estimate_command("debug;touch x", 2, 1000, 10)
+    assert "-p 'debug;touch x' -c 2 --mem=1000M --time=10" in command
