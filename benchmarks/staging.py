@@ -3,7 +3,7 @@
 All measured in one run against the test bed (S3 server and the `alpha` host over sshd):
 1. 1 GiB file up and down: ObjectStoreHook.put_file/get_file (sha256 while streaming, verified
    reads) vs raw ``fput_object``/``fget_object`` (no checksums), MB/s and the ratio of medians over
-   three rounds in alternating order.
+   five rounds in alternating order.
 2. 256 MiB file from the HPC host to the store: ``presigned`` (curl on the host) vs ``sftp``
    (through this worker), seconds and bytes that passed through this process (counted by the
    transport's streaming methods, the only way bytes enter the worker on this path).
@@ -54,7 +54,7 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def sdk_vs_hook(store: ObjectStoreHook, tmp: Path, rounds: int = 3) -> None:
+def sdk_vs_hook(store: ObjectStoreHook, tmp: Path, rounds: int = 5) -> None:
     """Each round uploads and downloads with both, the order alternating between rounds (so neither
     always runs on a warmer or busier server); the medians are compared."""
     size = 1024 * MiB

@@ -9,15 +9,17 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from operators.hpc.operators import BatchJobOperator
+from operators.machines.operators import SelectMachineOperator
 from operators.storage.assets import PUBLISHED
 from operators.storage.operators import StageFromMachineOperator, StageToMachineOperator
 
 DOC = """
 ### hpc_drill
 
-Checks a machine's whole data and batch path the way the use cases use it: an input object is
-written to the object store and catalogued, **staged** to `machine` (a name from
-`include/machines.yaml`; the machine fetches it itself), a **mapped ensemble** of `members` batch
+Checks a machine's whole data and batch path the way the use cases use it: the machine is
+**selected** (`machine`, a name from `include/machines.yaml`, is checked to be up and able to take the
+jobs; `auto` lets `SelectMachineOperator` choose among all machines), an input object is written to
+the object store and catalogued, **staged** to the machine (it fetches it itself), a **mapped ensemble** of `members` batch
 jobs is submitted with `BatchJobOperator` and watched by the machine's shared poller in the
 triggerer, each member's output is **published** back to the store and the catalog (lineage: input →
 output; an `urgentflow_published` Asset event, which starts `verify_published`), then a summary.
@@ -26,6 +28,9 @@ Each member hashes the input into `member-<n>.out`, runs for `seconds` and exits
 `fail_members` exit 3 instead (a failure drill: the task fails naming state FAILED, exit code 3 and the
 last lines of stderr). Use it after maintenance, or to measure a machine.
 """
+
+MACHINE = "{{ ti.xcom_pull(task_ids='select_machine')['machine'] }}"
+PARTITION = "{{ ti.xcom_pull(task_ids='select_machine')['partition'] }}"
 
 MEMBER = (
     '{ echo "member $1 on $(hostname)"; sha256sum "$4"; } > "member-$1.out"; sleep "$2"; '
@@ -43,7 +48,10 @@ MEMBER = (
     default_args={"owner": "urgentflow", "retries": 1, "retry_delay": timedelta(seconds=5)},
     params={
         "machine": Param(
-            "alpha", type="string", pattern="^[A-Za-z0-9_-]{1,64}$", description="catalog machine"
+            "alpha",
+            type="string",
+            pattern="^(auto|[A-Za-z0-9_-]{1,64})$",
+            description="a machine of the catalog, or auto (the selection policy chooses)",
         ),
         "members": Param(4, type="integer", minimum=1, maximum=500),
         "seconds": Param(2, type="integer", minimum=0, maximum=3600, description="run time of each member"),
@@ -56,6 +64,13 @@ MEMBER = (
     max_active_runs=4,
 )
 def hpc_drill() -> None:
+    select = SelectMachineOperator(
+        task_id="select_machine",
+        cores=1,
+        walltime_minutes="{{ params.walltime_minutes }}",
+        machines="{{ none if params.machine == 'auto' else [params.machine] }}",
+    )
+
     @task
     def make_input(dag_run: Any = None, ti: Any = None) -> dict:
         """A small input object, catalogued as a dataset this run produced."""
@@ -80,9 +95,8 @@ def hpc_drill() -> None:
         return {"key": stored.key, "prefix": prefix, "dataset_id": dataset_id}
 
     drill_input = make_input()
-    staged = StageToMachineOperator(
-        task_id="stage_input", machine="{{ params.machine }}", keys=[drill_input["key"]]
-    )
+    staged = StageToMachineOperator(task_id="stage_input", machine=MACHINE, keys=[drill_input["key"]])
+    select >> staged
 
     @task
     def member_commands(staged: list[dict], params: dict | None = None) -> list[list[str]]:
@@ -104,7 +118,8 @@ def hpc_drill() -> None:
 
     members = BatchJobOperator.partial(
         task_id="member",
-        machine="{{ params.machine }}",
+        machine=MACHINE,
+        partition=PARTITION,
         walltime_minutes="{{ params.walltime_minutes }}",
         timeout_resubmit_factor="{{ params.timeout_resubmit_factor }}",
         max_walltime_minutes="{{ params.max_walltime_minutes }}",

@@ -28,7 +28,8 @@ difference fails the run with the list of objects that do not match; nothing is 
     tags=["urgentflow", "catalog", "operations"],
     doc_md=DOC,
     default_args={"owner": "urgentflow", "retries": 1, "retry_delay": timedelta(seconds=10)},
-    max_active_runs=1,
+    # No max_active_runs cap on purpose: with max_active_runs=1, Airflow 3.3 leaves events that arrive
+    # while a run is active queued until some later event (apache/airflow#56050); runs here only read.
 )
 def verify_published() -> None:
     @task

@@ -8,6 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "plugins"))
 # In-process Airflow (DagBag, hooks) gets a throw-away home of its own, never ~/airflow; the
 # runtime under test has its own home (scripts/runtime.py).
 os.environ.setdefault("AIRFLOW_HOME", str(ROOT / "var" / "airflow-test"))

@@ -5,6 +5,7 @@ Every write is safe to repeat: a retried task records the same dataset, job or s
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -45,6 +46,7 @@ class Catalog:
         return PostgresHook(postgres_conn_id=self.conn_id)
 
     def _one(self, sql: str, params: Sequence[Any]) -> Any:
+        self.ensure_schema()
         with self.hook.get_conn() as conn, conn.cursor() as cur:
             cur.execute(sql, params)
             row = cur.fetchone()
@@ -52,6 +54,7 @@ class Catalog:
             return row
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        self.ensure_schema()
         with self.hook.get_conn() as conn, conn.cursor() as cur:
             cur.execute(sql, params)
             names = [d[0] for d in cur.description]
@@ -77,7 +80,6 @@ class Catalog:
         inputs: Sequence[int] = (),
     ) -> int:
         """The dataset's id; the same (bucket, key, sha256) recorded twice is one row."""
-        self.ensure_schema()
         p = producer or Producer()
         row = self._one(
             "INSERT INTO datasets (bucket, key, sha256, size, content_type, incident_id,"
@@ -119,7 +121,6 @@ class Catalog:
         producer: Producer | None = None,
     ) -> int:
         """Upsert a job by (machine, native id) and add ``state`` to its history (once per state)."""
-        self.ensure_schema()
         p = producer or Producer()
         row = self._one(
             "INSERT INTO jobs (machine, native_id, name, dag_id, run_id, task_id, map_index, state, exit_code)"
@@ -161,4 +162,67 @@ class Catalog:
             "SELECT s.state, s.exit_code, s.at FROM job_states s JOIN jobs j ON j.id = s.job_id"
             " WHERE j.machine = %s AND j.native_id = %s ORDER BY s.at, s.state",
             (machine, native_id),
+        )
+
+    def record_machine_status(
+        self, machine: str, state: str, detail: dict[str, Any], latency_ms: float | None, error: str
+    ) -> None:
+        self._one(
+            "INSERT INTO machine_status (machine, state, detail, latency_ms, error)"
+            " VALUES (%s, %s, %s, %s, %s) RETURNING 1",
+            (machine, state, json.dumps(detail), latency_ms, error),
+        )
+
+    def latest_machine_status(self, max_age_seconds: float | None = None) -> dict[str, dict[str, Any]]:
+        """Each machine's newest status row (only rows younger than ``max_age_seconds`` if given)."""
+        rows = self._all(
+            "SELECT DISTINCT ON (machine) machine, observed_at, state, detail, latency_ms, error,"
+            " EXTRACT(EPOCH FROM now() - observed_at)::float8 AS age_seconds FROM machine_status"
+            " WHERE observed_at > now() - make_interval(secs => %s::float8)"
+            " ORDER BY machine, observed_at DESC",
+            (float(max_age_seconds) if max_age_seconds is not None else 1e9,),
+        )
+        return {r["machine"]: r for r in rows}
+
+    def prune_machine_status(self, keep_days: int) -> int:
+        row = self._one(
+            "WITH gone AS (DELETE FROM machine_status WHERE observed_at < now() - make_interval(days => %s::int)"
+            " RETURNING 1) SELECT count(*) FROM gone",
+            (keep_days,),
+        )
+        return int(row[0])
+
+    def record_selection(
+        self, producer: Producer, request: dict[str, Any], candidates: list[dict[str, Any]], chosen: Any
+    ) -> int:
+        row = self._one(
+            "INSERT INTO machine_selections (dag_id, run_id, task_id, map_index, request, candidates, chosen)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (dag_id, run_id, task_id, map_index) DO UPDATE SET request = EXCLUDED.request,"
+            " candidates = EXCLUDED.candidates, chosen = EXCLUDED.chosen, created_at = now() RETURNING id",
+            (
+                producer.dag_id,
+                producer.run_id,
+                producer.task_id,
+                producer.map_index,
+                json.dumps(request),
+                json.dumps(candidates),
+                json.dumps(chosen),
+            ),
+        )
+        return int(row[0])
+
+    def selections_of_run(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        return self._all(
+            "SELECT task_id, map_index, request, candidates, chosen, created_at FROM machine_selections"
+            " WHERE dag_id = %s AND run_id = %s ORDER BY task_id, map_index",
+            (dag_id, run_id),
+        )
+
+    def jobs_on(self, machine: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Our newest jobs on ``machine``: what the machine page shows."""
+        return self._all(
+            "SELECT native_id, name, dag_id, run_id, task_id, map_index, state, exit_code, updated_at"
+            " FROM jobs WHERE machine = %s ORDER BY updated_at DESC LIMIT %s",
+            (machine, limit),
         )

@@ -225,3 +225,15 @@ def test_sensor_follows_a_job_started_outside_airflow(
     if expected == "failed":
         log = "\n".join(airflow.task_log("hpc_watch_job", run_id, "wait_for_job", try_number=2))
         assert f"job {job_id} on beta ended FAILED" in log and "exit code 5" in log, log[-2000:]
+
+
+def test_auto_machine_is_selected_and_the_decision_is_kept(airflow: AirflowClient) -> None:
+    run_id, final, tis = run_drill(airflow, {"machine": "auto", "members": 2, "seconds": 0})
+    assert final["state"] == "success", [(t["task_id"], t["map_index"], t["state"]) for t in tis]
+    chosen = airflow.xcom(DAG, run_id, "select_machine")
+    jobs = jobs_of_run(airflow, run_id, 2)
+    assert {j["machine"] for j in jobs} == {chosen["machine"]}
+    (decision,) = Catalog().selections_of_run(DAG, run_id)
+    considered = {c["machine"] for c in decision["candidates"]}
+    assert {"alpha", "beta", "local"} <= considered
+    assert decision["chosen"]["machine"] == chosen["machine"]
