@@ -52,7 +52,7 @@ MACHINE_SCHEMA: dict[str, Any] = {
         "partitions": {
             "type": "object",
             "minProperties": 1,
-            "propertyNames": {"pattern": NAME},
+            "propertyNames": {"pattern": "^[A-Za-z0-9_.-]{1,64}$"},  # Grid Engine queues: all.q
             "additionalProperties": PARTITION_SCHEMA,
         },
     },

@@ -89,9 +89,23 @@ def test_ensemble_of_twenty_on_alpha(airflow: AirflowClient) -> None:
     wait_for_verification(airflow, published_outputs(catalog, run_id, jobs), since=final["start_date"])
 
 
-def test_failing_member_names_state_exit_code_and_stderr(airflow: AirflowClient) -> None:
+def test_grid_engine_machine_runs_an_ensemble(airflow: AirflowClient) -> None:
+    """The second batch system behind the same operator: 3 members on gamma's 2 slots (one queues)."""
+    run_id, final, tis = run_drill(airflow, {"machine": "gamma", "members": 3, "seconds": 2})
+    assert final["state"] == "success", [(t["task_id"], t["map_index"], t["state"]) for t in tis]
+    jobs = jobs_of_run(airflow, run_id, 3)
+    assert {j["machine"] for j in jobs} == {"gamma"} and len({j["job_id"] for j in jobs}) == 3
+    catalog = Catalog()
+    for job in jobs:
+        states = [h["state"] for h in catalog.job_history("gamma", job["job_id"])]
+        assert "COMPLETED" in states, states
+    published_outputs(catalog, run_id, jobs)
+
+
+@pytest.mark.parametrize("machine", ["beta", "gamma"])
+def test_failing_member_names_state_exit_code_and_stderr(airflow: AirflowClient, machine: str) -> None:
     run_id, final, tis = run_drill(
-        airflow, {"machine": "beta", "members": 2, "seconds": 0, "fail_members": [1]}
+        airflow, {"machine": machine, "members": 2, "seconds": 0, "fail_members": [1]}
     )
     assert final["state"] == "failed"
     states = {(t["task_id"], t["map_index"]): t["state"] for t in tis}

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from operators.hpc.adapters.base import BatchAdapter, JobRef
+from operators.hpc.adapters.gridengine import GridEngineAdapter
 from operators.hpc.adapters.local import LocalAdapter
 from operators.hpc.adapters.slurm import SlurmAdapter
 
-ADAPTERS: dict[str, type[BatchAdapter]] = {"slurm": SlurmAdapter, "local": LocalAdapter}
+ADAPTERS: dict[str, type[BatchAdapter]] = {
+    "slurm": SlurmAdapter,
+    "local": LocalAdapter,
+    "gridengine": GridEngineAdapter,
+}
 
 
 def get_adapter(batch_system: str) -> BatchAdapter:
