@@ -226,3 +226,57 @@ class Catalog:
             " FROM jobs WHERE machine = %s ORDER BY updated_at DESC LIMIT %s",
             (machine, limit),
         )
+
+    _SERVICE_COLUMNS = (
+        "id, dag_id, run_id, task_id, url, container_id, state, expires_at, owner, image, last_seen,"
+        " created_at, updated_at"
+    )
+
+    def record_service(
+        self,
+        *,
+        service_id: str,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        url: str | None,
+        container_id: str,
+        state: str,
+        expires_at: Any,
+        owner: str | None = None,
+        image: str | None = None,
+    ) -> None:
+        """Upsert a service container by its (deterministic) id; recording it counts as a sign of life."""
+        self._one(
+            "INSERT INTO services (id, dag_id, run_id, task_id, url, container_id, state, expires_at,"
+            " owner, image) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, container_id = EXCLUDED.container_id,"
+            " state = EXCLUDED.state, expires_at = EXCLUDED.expires_at, owner = EXCLUDED.owner,"
+            " image = EXCLUDED.image, last_seen = now(), updated_at = now() RETURNING 1",
+            (service_id, dag_id, run_id, task_id, url, container_id, state, expires_at, owner, image),
+        )
+
+    def set_service_state(self, service_id: str, state: str) -> bool:
+        """False when no such service was recorded."""
+        row = self._one(
+            "UPDATE services SET state = %s, updated_at = now() WHERE id = %s RETURNING 1",
+            (state, service_id),
+        )
+        return row is not None
+
+    def touch_service(self, service_id: str) -> bool:
+        """Keep-alive: the service's user is still there (False when no such service was recorded)."""
+        row = self._one("UPDATE services SET last_seen = now() WHERE id = %s RETURNING 1", (service_id,))
+        return row is not None
+
+    def service(self, service_id: str) -> dict[str, Any] | None:
+        # the column list is a constant of this class; values are bound parameters
+        rows = self._all(f"SELECT {self._SERVICE_COLUMNS} FROM services WHERE id = %s", (service_id,))  # noqa: S608
+        return rows[0] if rows else None
+
+    def services_of_run(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        return self._all(
+            f"SELECT {self._SERVICE_COLUMNS} FROM services WHERE dag_id = %s AND run_id = %s"  # noqa: S608
+            " ORDER BY created_at, id",
+            (dag_id, run_id),
+        )

@@ -158,6 +158,18 @@ _docker_images() {
   fi
 }
 
+# The service images (include/images/*), built FROM the base image by operators/services/images.py;
+# it skips an image whose directory and base are unchanged (content label), so this is quick when current.
+_docker_service_images() {
+  [ -x "$VENV/bin/python" ] || die "the project venv ($VENV) is missing: run make venv (it builds the service images)"
+  local out
+  out=$(cd "$URGENTFLOW_ROOT" && AIRFLOW_HOME=$DOCKER_CACHE/airflow-home \
+    "$VENV/bin/python" -m operators.services.images --docker-url "$DOCKER_URL" 2>&1) \
+    || die "building the service images (include/images/*) failed:
+$(printf '%s\n' "$out" | tail -n 15 | sed 's/^/    /')"
+  log "service images: $(printf '%s\n' "$out" | tr '\n' ' ')"
+}
+
 _docker_record() {
   cat > "$DOCKER_DIR/env" <<EOF
 # The urgentflow test bed's Docker engine (scripts/testbed.d/docker.sh). Source this file for the docker
@@ -178,6 +190,7 @@ docker_start() {
     _dk version >/dev/null 2>&1 \
       || die "dockerd is running (pid $(head -1 "$DOCKER_PIDFILE")) but does not answer on $DOCKER_SOCK. Try scripts/testbed stop docker; scripts/testbed start docker. Log: $DOCKER_LOG"
     _docker_images
+    _docker_service_images
     _docker_record
     log "already running (pid $(head -1 "$DOCKER_PIDFILE")): $DOCKER_URL"
     return 0
@@ -202,6 +215,7 @@ docker_start() {
     || _docker_fail "did not answer within ${DOCKER_READY_SECONDS} s and was stopped"
 
   _docker_images
+  _docker_service_images
   _docker_record
   log "running (pid $(head -1 "$DOCKER_PIDFILE")): $DOCKER_URL; images $DOCKER_BASE_IMAGE $DOCKER_BUSYBOX_IMAGE; connection docker_default, env file $DOCKER_DIR/env"
 }

@@ -1,0 +1,127 @@
+"""Reaper decisions on fixed inputs, and reap() over fake engine and catalog."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from operators.services.hook import Service
+from operators.services.reaper import ReapReason, reap, reap_reason
+from operators.services.spec import ServiceLabels
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def who(sid: str = "svc-a", expires_in_s: float | None = 600, keepalive: int | None = None) -> ServiceLabels:
+    expires = NOW + timedelta(seconds=expires_in_s) if expires_in_s is not None else None
+    return ServiceLabels(sid, "dag", f"run-{sid}", "start", expires_at=expires, keepalive_seconds=keepalive)
+
+
+def never() -> bool:
+    return False
+
+
+@pytest.mark.parametrize(
+    ("identity", "seen_ago_s", "run_finished", "expected"),
+    [
+        (who(), 5, False, None),
+        (who(expires_in_s=0), 5, False, ReapReason.EXPIRED),
+        (who(expires_in_s=-1), 5, True, ReapReason.EXPIRED),
+        (who(expires_in_s=None), 10**6, False, None),  # no TTL, no keep-alive: only its run's end
+        (who(keepalive=60), 61, False, ReapReason.KEEPALIVE_MISSED),
+        (who(keepalive=60), 60, False, None),
+        (who(keepalive=None), 10**6, False, None),  # never reaped for a missing keep-alive
+        (who(), 5, True, ReapReason.RUN_FINISHED),
+    ],
+)
+def test_reap_reason(
+    identity: ServiceLabels, seen_ago_s: float, run_finished: bool, expected: ReapReason | None
+) -> None:
+    last_seen = NOW - timedelta(seconds=seen_ago_s)
+    assert reap_reason(identity, last_seen, NOW, lambda: run_finished) == expected
+
+
+def test_the_run_is_asked_only_when_nothing_else_decides() -> None:
+    def boom() -> bool:
+        raise AssertionError("asked Airflow although the TTL had decided")
+
+    assert reap_reason(who(expires_in_s=-5), NOW, NOW, boom) == ReapReason.EXPIRED
+
+
+class FakeEngine:
+    def __init__(self, services: list[Service], failing: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        self.services = services
+        self.failing = failing
+        self.removed: list[str] = []
+
+    def list_services(self, **labels: str) -> list[Service]:
+        return list(self.services)
+
+    def remove(self, container_id: str) -> bool:
+        if container_id in self.failing:
+            raise RuntimeError("engine said no")
+        self.removed.append(container_id)
+        return True
+
+
+class FakeCatalog:
+    def __init__(self, rows: dict[str, dict[str, Any]]) -> None:
+        self.rows = rows
+        self.states: dict[str, str] = {}
+
+    def service(self, service_id: str) -> dict[str, Any] | None:
+        return self.rows.get(service_id)
+
+    def set_service_state(self, service_id: str, state: str) -> bool:
+        self.states[service_id] = state
+        return service_id in self.rows
+
+
+def service(identity: ServiceLabels, created_ago_s: float = 5) -> Service:
+    return Service(
+        f"c-{identity.service_id}",
+        "running",
+        identity,
+        "127.0.0.1",
+        1,
+        NOW - timedelta(seconds=created_ago_s),
+    )
+
+
+def test_reap_stops_what_must_go_and_marks_the_catalog() -> None:
+    keep = service(who("svc-keep"))
+    expired = service(who("svc-old", expires_in_s=-1))
+    silent = service(who("svc-silent", keepalive=30))
+    fresh_without_row = service(who("svc-new", keepalive=30), created_ago_s=10)
+    done = service(who("svc-done"))
+    engine = FakeEngine([keep, expired, silent, fresh_without_row, done])
+    catalog = FakeCatalog({"svc-silent": {"last_seen": NOW - timedelta(seconds=31)}})
+    asked: list[tuple[str, str]] = []
+
+    def finished(dag_id: str, run_id: str) -> bool:
+        asked.append((dag_id, run_id))
+        return run_id == "run-svc-done"
+
+    reaped = reap(engine, catalog, NOW, finished)
+    assert {(r.service_id, r.reason) for r in reaped} == {
+        ("svc-old", ReapReason.EXPIRED),
+        ("svc-silent", ReapReason.KEEPALIVE_MISSED),
+        ("svc-done", ReapReason.RUN_FINISHED),
+    }
+    assert sorted(engine.removed) == ["c-svc-done", "c-svc-old", "c-svc-silent"]
+    assert catalog.states == {
+        "svc-old": "reaped:expired",
+        "svc-silent": "reaped:keepalive_missed",
+        "svc-done": "reaped:run_finished",
+    }
+    assert ("dag", "run-svc-old") not in asked
+
+
+def test_one_failure_does_not_spare_the_others() -> None:
+    a, b = service(who("svc-a", expires_in_s=-1)), service(who("svc-b", expires_in_s=-1))
+    engine = FakeEngine([a, b], failing={a.container_id})
+    with pytest.raises(RuntimeError, match="failed on 1"):
+        reap(engine, FakeCatalog({}), NOW, lambda d, r: False)
+    assert engine.removed == [b.container_id]
