@@ -16,5 +16,11 @@ class UrgentflowPlugin(AirflowPlugin):
             "href": f"{URL_PREFIX}/ui/machines",
             "destination": "nav",
             "url_route": "machines",
-        }
+        },
+        {
+            "name": "Services",
+            "href": f"{URL_PREFIX}/ui/services",
+            "destination": "nav",
+            "url_route": "services",
+        },
     ]

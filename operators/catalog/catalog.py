@@ -274,6 +274,13 @@ class Catalog:
         rows = self._all(f"SELECT {self._SERVICE_COLUMNS} FROM services WHERE id = %s", (service_id,))  # noqa: S608
         return rows[0] if rows else None
 
+    def recent_services(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest first: what the Services page and ``GET /services`` show."""
+        return self._all(
+            f"SELECT {self._SERVICE_COLUMNS} FROM services ORDER BY created_at DESC, id LIMIT %s",  # noqa: S608
+            (limit,),
+        )
+
     def services_of_run(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         return self._all(
             f"SELECT {self._SERVICE_COLUMNS} FROM services WHERE dag_id = %s AND run_id = %s"  # noqa: S608

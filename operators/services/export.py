@@ -3,32 +3,12 @@
 from __future__ import annotations
 
 import tarfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from operators.services.hook import ServiceHook
-from operators.storage.hook import ObjectStoreHook
+from operators.storage.hook import ChunkReader, ObjectStoreHook
 from operators.storage.keys import key_segment
-
-
-class _ChunkReader:
-    """A read()-able view of an iterator of byte chunks (what ``get_archive`` returns)."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks: Iterator[bytes] = iter(chunks)
-        self._buffer = b""
-
-    def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buffer) < n:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._buffer += chunk
-        if n < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:n], self._buffer[n:]
-        return data
 
 
 def archive_key(prefix: str, member_name: str) -> str:
@@ -43,7 +23,7 @@ def export_paths(
     """Every regular file under each of ``paths`` in the container -> ``key_prefix/<name>``."""
     exported = []
     for path in paths:
-        with tarfile.open(fileobj=_ChunkReader(hook.archive(container_id, path)), mode="r|") as tar:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=ChunkReader(hook.archive(container_id, path)), mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
                 handle = tar.extractfile(member) if member.isfile() else None
                 if handle is None:

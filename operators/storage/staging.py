@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from operators.hpc.spec import check_path
 from operators.hpc.transport import Transport
-from operators.storage.hook import ObjectStoreHook, StoredObject
+from operators.storage.hook import ChunkReader, ObjectStoreHook, StoredObject
 from operators.storage.keys import check_key
 
 Method = Literal["presigned", "sftp"]
@@ -104,7 +104,7 @@ def stage_out(transport: Transport, store: ObjectStoreHook, path: str, key: str,
             store.set_checksum(key, digest)
             stored = store.stat(key)
         else:
-            stored = store.put_stream(key, _ChunkReader(transport.get_stream(path)))
+            stored = store.put_stream(key, ChunkReader(transport.get_stream(path)))
         if stored.size != size or stored.sha256 != digest:
             raise StagingError(
                 f"{path} -> {key}: stored {stored.size} B sha256 {stored.sha256}, host has {size} B sha256 {digest}"
@@ -118,23 +118,3 @@ def stage_out(transport: Transport, store: ObjectStoreHook, path: str, key: str,
             ) from None
         raise
     return stored
-
-
-class _ChunkReader:
-    """A file-like ``read`` over an iterator of chunks (constant memory)."""
-
-    def __init__(self, chunks: Any) -> None:
-        self.chunks = iter(chunks)
-        self.buffer = b""
-
-    def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self.buffer) < n:
-            try:
-                self.buffer += next(self.chunks)
-            except StopIteration:
-                break
-        if n < 0:
-            data, self.buffer = self.buffer, b""
-        else:
-            data, self.buffer = self.buffer[:n], self.buffer[n:]
-        return data

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from urgentflow_api import machines
+from urgentflow_api import machines, services
 
 URL_PREFIX = "/urgentflow"
 
@@ -16,4 +16,5 @@ def create_app() -> FastAPI:
         version="1",
     )
     app.include_router(machines.router)
+    app.include_router(services.router)
     return app
