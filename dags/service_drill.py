@@ -63,7 +63,7 @@ def service_drill() -> None:
         memory_mb=128,
     )
 
-    @task(retries=0)  # its failure is the drill's point when fail=true
+    @task
     def use(service: dict, params: dict | None = None) -> dict:
         import time
         import urllib.request
