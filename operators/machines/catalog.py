@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from operators.home import urgentflow_home
 from operators.hpc.adapters import ADAPTERS
 from operators.hpc.spec import JobSpecError, check_path
 
@@ -119,14 +120,8 @@ class Machine:
         return lines
 
 
-def _home() -> str:
-    if "URGENTFLOW_HOME" in os.environ:
-        return os.environ["URGENTFLOW_HOME"]
-    return "/var/lib/urgentflow" if os.geteuid() == 0 else str(Path.home() / ".local/share/urgentflow")
-
-
 def _dir(name: str, what: str, value: str) -> str:
-    path = value.replace("{urgentflow_home}", _home())
+    path = value.replace("{urgentflow_home}", str(urgentflow_home()))
     try:
         return check_path(path, what)
     except JobSpecError as exc:

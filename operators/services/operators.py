@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from airflow.sdk import BaseOperator, BaseOperatorLink, Context
 
 from operators.catalog.catalog import Catalog
+from operators.services.data import drop_service_data, pull_prefix, service_data_dir
 from operators.services.hook import Service, ServiceHook
 from operators.services.readiness import ServiceNotReady
 from operators.services.spec import ServiceLabels, ServiceSpec, iso_utc, service_id
@@ -52,7 +53,10 @@ class StartServiceOperator(_ServiceTask):
 
     Its port ``container_port`` is published on ``host_address`` at a free host port. A retry finds the
     container of an earlier try by its deterministic service id and reuses it when it still runs.
-    ``readiness_path`` is probed over HTTP (any status below 500 is ready); None probes TCP. A service
+    ``data_prefix`` pulls the objects under that object-store prefix (each verified against its
+    sha256) into a directory on the Docker host, mounted read-only at ``data_target`` (``/data``) and
+    removed with the service. ``readiness_path`` is probed over HTTP (any status below 500 is ready);
+    None probes TCP. A service
     that is not ready in ``ready_timeout`` seconds is removed and the task fails with its last log
     lines. The reaper removes it after ``ttl_minutes``, after ``keepalive_seconds`` without a
     keep-alive (if set), or once the DAG run is finished. Returns ``{service_id, url, container_id,
@@ -75,6 +79,7 @@ class StartServiceOperator(_ServiceTask):
         "cpus",
         "memory_mb",
         "host_address",
+        "data_prefix",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"command": "json", "env": "json", "mounts": "json"}
     operator_extra_links = (ServiceLink(),)
@@ -95,9 +100,15 @@ class StartServiceOperator(_ServiceTask):
         cpus: float | None = 1.0,
         memory_mb: int | None = 512,
         host_address: str = "127.0.0.1",
+        data_prefix: str | None = None,
+        data_target: str = "/data",
+        object_store_conn_id: str = "object_store",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.data_prefix = data_prefix
+        self.data_target = data_target
+        self.object_store_conn_id = object_store_conn_id
         self.image = image
         self.container_port = container_port
         self.command = command
@@ -110,6 +121,18 @@ class StartServiceOperator(_ServiceTask):
         self.cpus = cpus
         self.memory_mb = memory_mb
         self.host_address = host_address
+
+    def _mounts(self, sid: str) -> list[Any]:
+        """The given mounts, plus the objects under ``data_prefix`` pulled to the host (read-only)."""
+        mounts = list(self.mounts or [])
+        if self.data_prefix:
+            from operators.storage.hook import ObjectStoreHook
+
+            dest = service_data_dir(sid)
+            pulled = pull_prefix(ObjectStoreHook(self.object_store_conn_id), self.data_prefix, dest)
+            self.log.info("Pulled %d object(s) under %s for service %s", len(pulled), self.data_prefix, sid)
+            mounts.append({"source": str(dest), "target": self.data_target, "read_only": True})
+        return mounts
 
     def _spec(self, ti: Any) -> ServiceSpec:
         map_index = _map_index(ti)
@@ -129,7 +152,7 @@ class StartServiceOperator(_ServiceTask):
             container_port=self.container_port,
             command=self.command,
             env=self.env,
-            mounts=self.mounts,
+            mounts=self._mounts(identity.service_id),
             cpus=float(self.cpus) if self.cpus is not None else None,
             memory_mb=int(self.memory_mb) if self.memory_mb is not None else None,
             host_address=self.host_address,
@@ -156,6 +179,7 @@ class StartServiceOperator(_ServiceTask):
             hook.wait_ready(service, self.readiness_path, float(self.ready_timeout))
         except ServiceNotReady:
             hook.remove(service.container_id)
+            drop_service_data(sid)
             catalog.set_service_state(sid, "failed")
             raise
         self._record(catalog, service, "running")
@@ -245,6 +269,7 @@ class StopServiceOperator(_ServiceTask):
                 self.log.info("Exported %d file(s) of service %s to %s", len(files), sid, prefix)
             if service is None or not hook.remove(service.container_id):
                 self.log.info("Service %s: its container is already gone", sid)
+            drop_service_data(sid)
             catalog.set_service_state(sid, "stopped")
             stopped.append(sid)
         return {"stopped": stopped, "exported": exported}

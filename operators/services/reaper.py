@@ -15,6 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from operators.services.data import drop_service_data
 from operators.services.hook import Service
 from operators.services.spec import ServiceLabels
 
@@ -87,6 +88,7 @@ def reap(
             if reason is None:
                 continue
             hook.remove(service.container_id)
+            drop_service_data(who.service_id)
             catalog.set_service_state(who.service_id, f"reaped:{reason}")
         except Exception as exc:
             log.exception("Could not reap service %s (%s)", who.service_id, service.container_id[:12])

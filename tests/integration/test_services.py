@@ -325,3 +325,28 @@ def test_a_container_that_cannot_start_is_not_left_behind(hook: ServiceHook, run
     with pytest.raises(docker.errors.ImageNotFound):
         start(run_id, image="urgentflow/no-such-image:1")  # never pulled: there is no registry
     assert hook.list_services(run_id=run_id) == []
+
+
+def test_objects_under_a_prefix_are_served_and_dropped_with_the_service(
+    hook: ServiceHook, run_id: str
+) -> None:
+    import io
+
+    from operators.services.data import service_data_dir
+    from operators.storage.hook import ObjectStoreHook
+
+    store = ObjectStoreHook()
+    prefix = f"tests/{run_id}/results"
+    store.put_stream(f"{prefix}/burn-probability.csv", io.BytesIO(b"row,col,p\n3,4,0.75\n"))
+    store.put_stream(f"{prefix}/members/0/stats.json", io.BytesIO(b'{"burned_ha": 12.5}'))
+    try:
+        service = start(run_id, data_prefix=prefix)
+        assert get(f"{service['url']}/burn-probability.csv") == "row,col,p\n3,4,0.75\n"
+        assert json.loads(get(f"{service['url']}/members/0/stats.json")) == {"burned_ha": 12.5}
+        data_dir = service_data_dir(service["service_id"])
+        assert data_dir.is_dir()
+        StopServiceOperator(task_id="stop", service_task_id="service").execute(context(run_id, "stop"))
+        assert not data_dir.parent.exists(), "the pulled data outlived its service"
+    finally:
+        for obj in store.list_objects(f"tests/{run_id}/"):
+            store.delete(obj.key)
