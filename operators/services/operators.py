@@ -59,7 +59,8 @@ class StartServiceOperator(_ServiceTask):
     None probes TCP. A service
     that is not ready in ``ready_timeout`` seconds is removed and the task fails with its last log
     lines. The reaper removes it after ``ttl_minutes``, after ``keepalive_seconds`` without a
-    keep-alive (if set), or once the DAG run is finished. Returns ``{service_id, url, container_id,
+    keep-alive (if set), or once the DAG run is finished (unless ``outlive_run``: a result viewer
+    meant to stay up after its run, until TTL or the last keep-alive). Returns ``{service_id, url, container_id,
     expires_at}`` and records the service in the catalog.
 
     The readiness wait (seconds, bounded by ``ready_timeout``) runs in the worker: unlike an HPC job
@@ -102,11 +103,13 @@ class StartServiceOperator(_ServiceTask):
         host_address: str = "127.0.0.1",
         data_prefix: str | None = None,
         data_target: str = "/data",
+        outlive_run: bool = False,
         object_store_conn_id: str = "object_store",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.data_prefix = data_prefix
+        self.outlive_run = outlive_run
         self.data_target = data_target
         self.object_store_conn_id = object_store_conn_id
         self.image = image
@@ -145,6 +148,7 @@ class StartServiceOperator(_ServiceTask):
             owner=str(self.owner),
             expires_at=datetime.now(UTC) + timedelta(minutes=float(self.ttl_minutes)),
             keepalive_seconds=int(self.keepalive_seconds) if self.keepalive_seconds is not None else None,
+            outlive_run=bool(self.outlive_run),
         )
         return ServiceSpec.build(
             identity,

@@ -54,7 +54,7 @@ def reap_reason(
     keepalive = identity.keepalive_seconds
     if keepalive is not None and (now - last_seen).total_seconds() > keepalive:
         return ReapReason.KEEPALIVE_MISSED
-    if run_finished():
+    if not identity.outlive_run and run_finished():
         return ReapReason.RUN_FINISHED
     return None
 

@@ -66,6 +66,7 @@ class ServiceLabels:
     owner: str = ""
     expires_at: datetime | None = None
     keepalive_seconds: int | None = None
+    outlive_run: bool = False  # kept after its DAG run ends (until TTL or missed keep-alive)
 
     def labels(self) -> dict[str, str]:
         labels = {
@@ -81,6 +82,8 @@ class ServiceLabels:
             labels[f"{LABEL}expires_at"] = iso_utc(self.expires_at)
         if self.keepalive_seconds is not None:
             labels[f"{LABEL}keepalive_seconds"] = str(int(self.keepalive_seconds))
+        if self.outlive_run:
+            labels[f"{LABEL}outlive_run"] = "1"
         return labels
 
     @classmethod
@@ -99,6 +102,7 @@ class ServiceLabels:
             owner=labels.get(f"{LABEL}owner", ""),
             expires_at=datetime.fromisoformat(expires) if expires else None,
             keepalive_seconds=int(keepalive) if keepalive else None,
+            outlive_run=labels.get(f"{LABEL}outlive_run") == "1",
         )
 
 

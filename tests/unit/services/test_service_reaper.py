@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,6 +35,8 @@ def never() -> bool:
         (who(keepalive=60), 60, False, None),
         (who(keepalive=None), 10**6, False, None),  # never reaped for a missing keep-alive
         (who(), 5, True, ReapReason.RUN_FINISHED),
+        (replace(who(), outlive_run=True), 5, True, None),  # a viewer meant to outlive its run
+        (replace(who(expires_in_s=-1), outlive_run=True), 5, True, ReapReason.EXPIRED),
     ],
 )
 def test_reap_reason(

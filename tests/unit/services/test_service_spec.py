@@ -46,6 +46,13 @@ def test_labels_round_trip_and_carry_everything_the_reaper_needs() -> None:
     assert ServiceLabels.parse(labels) == WHO
 
 
+def test_outlive_run_round_trips() -> None:
+    keeper = ServiceLabels("svc-x", "d", "r", "t", outlive_run=True)
+    assert keeper.labels()["urgentflow.outlive_run"] == "1"
+    assert ServiceLabels.parse(keeper.labels()) == keeper
+    assert "urgentflow.outlive_run" not in ServiceLabels("svc-x", "d", "r", "t").labels()
+
+
 def test_a_service_without_keepalive_has_no_keepalive_label() -> None:
     labels = ServiceLabels("svc-x", "d", "r", "t").labels()
     assert "urgentflow.keepalive_seconds" not in labels and "urgentflow.expires_at" not in labels
