@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
+from urgentflow_listener import ExitHandler
 
 from urgentflow_api.app import URL_PREFIX, create_app
 
 
 class UrgentflowPlugin(AirflowPlugin):
     name = "urgentflow"
+    listeners = [ExitHandler()]  # noqa: RUF012
     fastapi_apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "urgentflow API"}]  # noqa: RUF012
     external_views = [  # noqa: RUF012
         {

@@ -287,3 +287,78 @@ class Catalog:
             " ORDER BY created_at, id",
             (dag_id, run_id),
         )
+
+    def create_incident(self, incident_id: str, kind: str, payload: dict[str, Any]) -> None:
+        """A new incident; raises if the id exists (ids are generated, so that is a bug, not a retry)."""
+        self._one(
+            "INSERT INTO incidents (id, kind, payload) VALUES (%s, %s, %s) RETURNING id",
+            (incident_id, kind, json.dumps(payload)),
+        )
+
+    def delete_incident(self, incident_id: str) -> None:
+        """Undo ``create_incident`` when its DAG run could not be created (both or neither)."""
+        self._one("DELETE FROM incidents WHERE id = %s RETURNING id", (incident_id,))
+
+    def set_incident_status(self, incident_id: str, status: str) -> None:
+        """``cancelled`` is final: a run failing after the cancel does not turn it into ``failed``."""
+        self._one(
+            "UPDATE incidents SET status = %s, updated_at = now() WHERE id = %s AND status <> 'cancelled'"
+            " RETURNING id",
+            (status, incident_id),
+        )
+
+    def incident(self, incident_id: str) -> dict[str, Any] | None:
+        rows = self._all(
+            "SELECT id, kind, status, payload, created_at, updated_at FROM incidents WHERE id = %s",
+            (incident_id,),
+        )
+        return rows[0] if rows else None
+
+    def incidents(self, limit: int = 100) -> list[dict[str, Any]]:
+        return self._all(
+            "SELECT id, kind, status, payload, created_at, updated_at FROM incidents"
+            " ORDER BY created_at DESC LIMIT %s",
+            (limit,),
+        )
+
+    def record_incident_run(
+        self,
+        incident_id: str,
+        dag_id: str,
+        run_id: str,
+        state: str,
+        reason: str = "",
+        started_at: Any = None,
+        ended_at: Any = None,
+    ) -> None:
+        """Upsert one run's state (the exit handler calls it at every state change; idempotent)."""
+        self._one(
+            "INSERT INTO incident_runs (incident_id, dag_id, run_id, state, reason, started_at, ended_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (dag_id, run_id) DO UPDATE SET state = EXCLUDED.state,"
+            " reason = COALESCE(NULLIF(EXCLUDED.reason, ''), incident_runs.reason),"
+            " started_at = COALESCE(incident_runs.started_at, EXCLUDED.started_at),"
+            " ended_at = COALESCE(EXCLUDED.ended_at, incident_runs.ended_at), updated_at = now()"
+            " RETURNING 1",
+            (incident_id, dag_id, run_id, state, reason, started_at, ended_at),
+        )
+
+    def incident_of_run(self, dag_id: str, run_id: str) -> str | None:
+        rows = self._all(
+            "SELECT incident_id FROM incident_runs WHERE dag_id = %s AND run_id = %s", (dag_id, run_id)
+        )
+        return rows[0]["incident_id"] if rows else None
+
+    def runs_of_incident(self, incident_id: str) -> list[dict[str, Any]]:
+        return self._all(
+            "SELECT dag_id, run_id, state, reason, started_at, ended_at, updated_at FROM incident_runs"
+            " WHERE incident_id = %s ORDER BY updated_at",
+            (incident_id,),
+        )
+
+    def jobs_of_run(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        return self._all(
+            "SELECT machine, native_id, name, task_id, map_index, state, exit_code, updated_at FROM jobs"
+            " WHERE dag_id = %s AND run_id = %s ORDER BY task_id, map_index",
+            (dag_id, run_id),
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from urgentflow_api import machines, services
+from urgentflow_api import incidents, machines, services
 
 URL_PREFIX = "/urgentflow"
 
@@ -15,6 +15,7 @@ def create_app() -> FastAPI:
         summary="Incidents, machines, services and data of urgentflow; authenticated with Airflow tokens.",
         version="1",
     )
+    app.include_router(incidents.router)
     app.include_router(machines.router)
     app.include_router(services.router)
     return app

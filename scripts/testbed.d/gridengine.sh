@@ -75,6 +75,7 @@ _ge_execd_log() {
 
 _ge_install() {
   local p h missing=0
+  apt_need python3-numpy # batch jobs of the science DAGs (include/wildfire/model.py) run with the system python3
   for p in "${TB_GE_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing=1; done
   [ "$missing" = 1 ] || return 0
   h=$(_ge_host)

@@ -381,7 +381,7 @@ _slurm_remove_node_cgroups() {
 # the part's entry points
 
 slurm_start() {
-  apt_need munge slurm-wlm slurmdbd slurm-client mariadb-client
+  apt_need munge slurm-wlm slurmdbd slurm-client mariadb-client python3-numpy
   install -d -m 755 "$TB_SLURM_DIR"
   install -d -m 700 "$TB_SLURM_DIR/dbd"
   local c changed

@@ -1,0 +1,158 @@
+"""Incidents: ``POST /incidents`` (a catalog row and a DAG run, both or neither), ``GET /incidents``,
+``GET /incidents/{id}`` (runs, batch jobs with their machines, result datasets with download links,
+services). Triggering goes through Airflow's own REST API with the caller's credentials, so Airflow's
+checks (permissions, the DAG's params schema) apply exactly as for ``POST /api/v2/dags/{id}/dagRuns``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+from airflow.api_fastapi.core_api.security import GetUserDep
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from operators.catalog.catalog import Catalog
+from operators.incidents import WildfireIncident, new_incident_id
+
+router = APIRouter()
+DAG_OF_KIND = {"wildfire": "wildfire_forecast"}
+INCIDENT_ID = re.compile(r"^inc-[0-9a-f]{12}$")
+
+
+def _allowed(user: Any, dag_id: str, method: str) -> bool:
+    from airflow.api_fastapi.app import get_auth_manager
+
+    return get_auth_manager().is_authorized_dag(
+        method=method,  # type: ignore[arg-type]
+        access_entity=DagAccessEntity.RUN,
+        details=DagDetails(id=dag_id),
+        user=user,
+    )
+
+
+def _credentials(request: Request) -> dict[str, str]:
+    """The caller's own credentials, passed on to Airflow's API (a bearer token or the UI cookie)."""
+    headers = {}
+    if "authorization" in request.headers:
+        headers["Authorization"] = request.headers["authorization"]
+    if "cookie" in request.headers:
+        headers["Cookie"] = request.headers["cookie"]
+    return headers
+
+
+def _api_base(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
+@router.post(
+    "/incidents",
+    status_code=201,
+    summary="Report an incident: it is recorded and its forecast DAG run starts (both or neither)",
+    responses={422: {"description": "invalid incident (field errors)"}, 403: {"description": "no right"}},
+)
+def create_incident(incident: WildfireIncident, request: Request, user: GetUserDep) -> JSONResponse:
+    dag_id = DAG_OF_KIND[incident.kind]
+    if not _allowed(user, dag_id, "POST"):
+        raise HTTPException(status_code=403, detail=f"you may not trigger {dag_id}")
+    incident_id = new_incident_id()
+    payload = incident.model_dump(mode="json")
+    catalog = Catalog()
+    catalog.create_incident(incident_id, incident.kind, payload)
+    try:
+        response = httpx.post(
+            f"{_api_base(request)}/api/v2/dags/{dag_id}/dagRuns",
+            json={"logical_date": None, "conf": {"incident_id": incident_id, **payload}},
+            headers=_credentials(request),
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        catalog.delete_incident(incident_id)
+        raise HTTPException(status_code=503, detail=f"could not start the {dag_id} run: {exc}") from None
+    if response.status_code not in (200, 201):
+        catalog.delete_incident(incident_id)
+        detail = (
+            response.json().get("detail")
+            if response.headers.get("content-type", "").startswith("application/json")
+            else response.text
+        )
+        raise HTTPException(status_code=response.status_code, detail=detail)
+    run = response.json()
+    catalog.record_incident_run(incident_id, dag_id, run["dag_run_id"], "queued")
+    return JSONResponse(
+        status_code=201,
+        content={"incident_id": incident_id, "dag_id": dag_id, "run_id": run["dag_run_id"], "status": "open"},
+    )
+
+
+@router.get("/incidents", summary="Incidents, newest first")
+def list_incidents(user: GetUserDep, limit: int = 100) -> list[dict[str, Any]]:
+    catalog = Catalog()
+    found = []
+    for row in catalog.incidents(max(1, min(limit, 1000))):
+        if not _allowed(user, DAG_OF_KIND.get(row["kind"], ""), "GET"):
+            continue
+        runs = catalog.runs_of_incident(row["id"])
+        found.append(
+            {
+                "incident_id": row["id"],
+                "kind": row["kind"],
+                "name": row["payload"].get("name"),
+                "status": row["status"],
+                "created_at": row["created_at"].isoformat(),
+                "latest_run": _run_out(runs[-1]) if runs else None,
+            }
+        )
+    return found
+
+
+def _run_out(run: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in run.items()}
+
+
+@router.get("/incidents/{incident_id}", summary="One incident: runs, jobs, results, services")
+def get_incident(incident_id: str, user: GetUserDep) -> dict[str, Any]:
+    catalog = Catalog()
+    row = catalog.incident(incident_id) if INCIDENT_ID.match(incident_id) else None
+    if row is None or not _allowed(user, DAG_OF_KIND.get(row["kind"], ""), "GET"):
+        raise HTTPException(status_code=404, detail=f"no incident {incident_id!r}")
+    from operators.storage.hook import ObjectStoreHook
+
+    store = ObjectStoreHook()
+    runs = []
+    for run in catalog.runs_of_incident(incident_id):
+        datasets = catalog.datasets_of_run(run["dag_id"], run["run_id"])
+        runs.append(
+            {
+                **_run_out(run),
+                "jobs": [_run_out(j) for j in catalog.jobs_of_run(run["dag_id"], run["run_id"])],
+                "results": [
+                    {
+                        "dataset_id": d["id"],
+                        "task_id": d["task_id"],
+                        "key": d["key"],
+                        "size": d["size"],
+                        "sha256": d["sha256"],
+                        "download": store.presigned_get(d["key"], expires=timedelta(hours=1)),
+                    }
+                    for d in datasets
+                ],
+                "services": [
+                    {"service_id": s["id"], "url": s["url"], "state": s["state"], "task_id": s["task_id"]}
+                    for s in catalog.services_of_run(run["dag_id"], run["run_id"])
+                ],
+            }
+        )
+    return {
+        "incident_id": row["id"],
+        "kind": row["kind"],
+        "status": row["status"],
+        "incident": row["payload"],
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+        "runs": runs,
+    }
