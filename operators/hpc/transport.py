@@ -8,6 +8,7 @@ benchmarks and tests can see what reached the host.
 from __future__ import annotations
 
 import io
+import logging
 import random
 import socket
 import subprocess
@@ -29,6 +30,9 @@ MAX_CHANNELS_PER_HOST = 16
 MAX_CONNECTS_PER_MINUTE = 10
 MAX_GET_BYTES = 1024 * 1024  # get_text is for scripts and small files; data goes through staging
 STREAM_CHUNK = 1024 * 1024
+
+
+log = logging.getLogger(__name__)
 
 
 class TransportError(RuntimeError):
@@ -192,16 +196,17 @@ class SSHTransport:
         raise TransportError(f"{self.conn_id}: {what} failed after {self.max_attempts} attempts: {last}")
 
     def run(self, command: str, timeout: float = 60.0, stdin: str | None = None) -> CommandResult:
-        """Run ``command``; ``stdin`` carries secrets (e.g. presigned URLs) so they never reach a log line."""
+        """Run ``command``; ``stdin`` carries secrets (e.g. presigned URLs) so they never reach a log line.
+
+        Reads stdout and stderr to their end. (The SSH provider's ``exec_ssh_client_command`` stops
+        reading once the exit status has arrived and the buffer is momentarily empty, which cut a
+        ~6 kB ``sacct`` listing short here.) A command that times out is not run again.
+        """
 
         def action(client: paramiko.SSHClient) -> CommandResult:
             STATS[f"{self.conn_id}:commands"] += 1
-            if stdin is None:
-                status, out, err = self.hook.exec_ssh_client_command(
-                    client, command, get_pty=False, environment=None, timeout=timeout
-                )
-                return CommandResult(status, out.decode(errors="replace"), err.decode(errors="replace"))
-            return _exec_with_stdin(client, command, stdin, timeout)
+            log.info("%s: %s", self.conn_id, command)
+            return _exec(client, command, stdin or "", timeout)
 
         return self._with_retries("command", action)
 
@@ -243,17 +248,23 @@ class SSHTransport:
                 yield chunk
 
 
-def _exec_with_stdin(client: paramiko.SSHClient, command: str, stdin: str, timeout: float) -> CommandResult:
+def _exec(client: paramiko.SSHClient, command: str, stdin: str, timeout: float) -> CommandResult:
     transport = client.get_transport()
     if transport is None:
         raise EOFError("SSH transport closed")
     with transport.open_session(timeout=timeout) as channel:
         channel.settimeout(timeout)
         channel.exec_command(command)
-        channel.sendall(stdin.encode())
-        channel.shutdown_write()
-        out = channel.makefile("rb").read()
-        err = channel.makefile_stderr("rb").read()
+        try:
+            if stdin:
+                channel.sendall(stdin.encode())
+            channel.shutdown_write()
+            out = channel.makefile("rb").read()
+            err = channel.makefile_stderr("rb").read()
+        except TimeoutError:
+            raise TransportError(
+                f"command timed out after {timeout:g} s (not retried): {command[:200]}"
+            ) from None
         status = channel.recv_exit_status()
     return CommandResult(status, out.decode(errors="replace"), err.decode(errors="replace"))
 

@@ -126,3 +126,13 @@ def test_small_files_go_up_and_down_over_sftp() -> None:
     assert transport.run(f"stat -c %a {path}").stdout.strip() == "600"
     with pytest.raises(TransportError, match="larger than"):
         transport.get_text(path, max_bytes=10)
+
+
+def test_large_outputs_arrive_whole() -> None:
+    """Status listings of big ensembles are long; every byte must arrive (the SSH provider's reader
+    stopped early once the exit status came in, cutting a 6 kB sacct listing short)."""
+    transport = BatchHook("alpha").transport
+    for _ in range(5):
+        out = transport.run("seq 1 200000; seq 1 1000 >&2").check("seq")
+        assert out.stdout.split() == [str(i) for i in range(1, 200001)]
+        assert len(out.stderr.split()) == 1000
