@@ -166,6 +166,7 @@ def wildfire_forecast() -> None:
             "members_prefix": f"{prefix}/members",
             "forecast_prefix": f"{prefix}/forecast",
             "keys": keys,
+            "stage_keys": [keys["model.py"], keys["landscape.npz"], keys["scenario.json"]],
             "input_ids": ids,
             "ignition": [row, col],
             "members": incident.ensemble_size,
@@ -179,7 +180,9 @@ def wildfire_forecast() -> None:
     staged = StageToMachineOperator(
         task_id="stage_inputs",
         machine=MACHINE,
-        keys=[inputs["keys"]["model.py"], inputs["keys"]["landscape.npz"], inputs["keys"]["scenario.json"]],
+        keys=inputs[
+            "stage_keys"
+        ],  # model.py, landscape.npz, scenario.json (member_commands relies on the order)
     )
     select >> staged
 

@@ -20,49 +20,45 @@ INCIDENT_ID = re.compile(r"^inc-[0-9a-f]{12}$")
 RUN_TO_INCIDENT = {"running": "running", "success": "succeeded", "failed": "failed"}
 
 
-def incident_of(dag_run: Any, catalog: Any) -> str | None:
+def incident_of(dag_id: str, run_id: str, conf: dict[str, Any], catalog: Any) -> str | None:
     """``conf.incident_id`` (runs started by POST /incidents), else the incident the run registered
     itself under (runs started from the UI form or the plain REST API)."""
-    conf = getattr(dag_run, "conf", None) or {}
-    value = conf.get("incident_id") if isinstance(conf, dict) else None
+    value = conf.get("incident_id")
     if isinstance(value, str) and INCIDENT_ID.match(value):
         return value
-    found = catalog.incident_of_run(dag_run.dag_id, dag_run.run_id)
+    found = catalog.incident_of_run(dag_id, run_id)
     return str(found) if found else None
 
 
-def failure_reason(dag_run: Any, msg: str | None) -> str:
-    """The scheduler's message plus the failed tasks, when the run can tell."""
-    parts = [msg] if msg else []
-    try:
-        failed = [ti.task_id for ti in dag_run.get_task_instances(state=["failed", "upstream_failed"])]
-        if failed:
-            parts.append("failed tasks: " + ", ".join(sorted(set(failed))[:20]))
-    except Exception:  # not every process can read task instances; the message is enough then
-        log.debug("failed tasks of %s unavailable", getattr(dag_run, "run_id", "?"), exc_info=True)
-    return "; ".join(parts)[:1000]
-
-
 def record(dag_run: Any, state: str, msg: str | None = None) -> None:
+    # Plain values first, and nothing that loads from the database: this runs inside the scheduler's
+    # own session (a lazy load or a second session there detaches its DagRun and stops the scheduler).
+    try:
+        dag_id, run_id = str(dag_run.dag_id), str(dag_run.run_id)
+        conf = dag_run.conf if isinstance(dag_run.conf, dict) else {}
+        started, ended = dag_run.start_date, dag_run.end_date
+    except Exception:
+        log.exception("exit handler: unreadable DagRun")
+        return
     try:
         from operators.catalog.catalog import Catalog
 
         catalog = Catalog()
-        incident_id = incident_of(dag_run, catalog)
+        incident_id = incident_of(dag_id, run_id, conf, catalog)
         if incident_id is None or catalog.incident(incident_id) is None:
             return
         catalog.record_incident_run(
             incident_id,
-            dag_run.dag_id,
-            dag_run.run_id,
+            dag_id,
+            run_id,
             state,
-            failure_reason(dag_run, msg) if state == "failed" else "",
-            started_at=getattr(dag_run, "start_date", None),
-            ended_at=getattr(dag_run, "end_date", None) if state in ("success", "failed") else None,
+            (msg or "failed")[:1000] if state == "failed" else "",
+            started_at=started,
+            ended_at=ended if state in ("success", "failed") else None,
         )
         catalog.set_incident_status(incident_id, RUN_TO_INCIDENT[state])
     except Exception:
-        log.exception("exit handler: could not record %s of run %s", state, getattr(dag_run, "run_id", "?"))
+        log.exception("exit handler: could not record %s of run %s", state, run_id)
 
 
 class ExitHandler:

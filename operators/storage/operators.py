@@ -72,6 +72,7 @@ class StageFromMachineOperator(BaseOperator):
         "key_prefix",
         "job",
         "input_dataset_ids",
+        "incident_id",
     )
 
     def __init__(
