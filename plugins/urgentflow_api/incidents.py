@@ -156,3 +156,59 @@ def get_incident(incident_id: str, user: GetUserDep) -> dict[str, Any]:
         "updated_at": row["updated_at"].isoformat(),
         "runs": runs,
     }
+
+
+LIVE_RUN_STATES = ("queued", "running")
+
+
+@router.post(
+    "/incidents/{incident_id}/cancel",
+    summary="Cancel an incident: its live runs fail (their batch jobs are cancelled), its services stop",
+    responses={404: {"description": "no such incident"}, 403: {"description": "no right"}},
+)
+def cancel_incident(incident_id: str, request: Request, user: GetUserDep) -> dict[str, Any]:
+    catalog = Catalog()
+    row = catalog.incident(incident_id) if INCIDENT_ID.match(incident_id) else None
+    if row is None or not _allowed(user, DAG_OF_KIND.get(row["kind"], ""), "GET"):
+        raise HTTPException(status_code=404, detail=f"no incident {incident_id!r}")
+    if not _allowed(user, DAG_OF_KIND[row["kind"]], "PUT"):
+        raise HTTPException(status_code=403, detail="you may not change these runs")
+    catalog.set_incident_status(incident_id, "cancelled")
+    failed_runs, stopped = [], []
+    for run in catalog.runs_of_incident(incident_id):
+        if run["state"] in LIVE_RUN_STATES:
+            # through Airflow's API: deferred tasks lose their triggers, whose on_kill cancels the jobs
+            response = httpx.patch(
+                f"{_api_base(request)}/api/v2/dags/{run['dag_id']}/dagRuns/{run['run_id']}",
+                json={"state": "failed"},
+                headers=_credentials(request),
+                timeout=30,
+            )
+            if response.status_code != 200:
+                raise HTTPException(
+                    status_code=502, detail=f"could not fail run {run['run_id']}: {response.text[:300]}"
+                )
+            failed_runs.append(run["run_id"])
+        stopped += _stop_services(catalog, run["dag_id"], run["run_id"])
+    return {
+        "incident_id": incident_id,
+        "status": "cancelled",
+        "failed_runs": failed_runs,
+        "stopped_services": stopped,
+    }
+
+
+def _stop_services(catalog: Catalog, dag_id: str, run_id: str) -> list[str]:
+    from operators.services.data import drop_service_data
+    from operators.services.hook import ServiceHook
+
+    hook, stopped = ServiceHook(), []
+    for service in catalog.services_of_run(dag_id, run_id):
+        if service["state"] in ("starting", "running"):
+            found = hook.find(service["id"])
+            if found is not None:
+                hook.remove(found.container_id)
+            drop_service_data(service["id"])
+            catalog.set_service_state(service["id"], "stopped")
+            stopped.append(service["id"])
+    return stopped

@@ -97,3 +97,36 @@ def test_a_run_failing_before_any_task_is_recorded_by_the_exit_handler(airflow: 
         assert found["runs"][0]["state"] == "failed" and not found["runs"][0]["jobs"]
     finally:
         airflow.unpause(DAG)
+
+
+def test_cancel_fails_the_run_and_leaves_nothing_running(airflow: AirflowClient) -> None:
+    airflow.wait_for_dag(DAG, timeout=120)
+    airflow.unpause(DAG)
+    created = airflow.request(
+        "POST", "/urgentflow/incidents", json={**INCIDENT, "ensemble_size": 6}, ok=(201,)
+    )
+    incident_id, run_id = created["incident_id"], created["run_id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # cancel while the ensemble is on the machine
+        states = [t["state"] for t in airflow.task_instances(DAG, run_id) if t["task_id"] == "simulate"]
+        if any(s in ("deferred", "running", "queued") for s in states):
+            break
+        time.sleep(0.5)
+    assert airflow.http.post(f"/urgentflow/incidents/{incident_id}/cancel").status_code == 401
+    cancelled = airflow.request("POST", f"/urgentflow/incidents/{incident_id}/cancel")
+    assert cancelled["failed_runs"] == [run_id]
+    assert airflow.wait_for_run(DAG, run_id, timeout=120)["state"] == "failed"
+    found = wait_incident(airflow, incident_id, "cancelled", timeout=30)
+    time.sleep(3)  # the exit handler runs after the run's end: the status must stay "cancelled"
+    assert airflow.request("GET", f"/urgentflow/incidents/{incident_id}")["status"] == "cancelled"
+    from operators.hpc.hook import BatchHook
+
+    jobs = [j for r in found["runs"] for j in r["jobs"]]
+    for machine in {j["machine"] for j in jobs}:
+        hook = BatchHook(machine)
+        for job in jobs:  # the batch system's own lookup of a live (queued or running) job by name
+            out = hook.transport.run(hook.adapter.find_command(job["name"], "/nonexistent")).stdout
+            assert hook.adapter.parse_find(out) is None, (
+                f"job {job['native_id']} of the cancelled run still lives"
+            )
+    assert not any(s["state"] == "running" for r in found["runs"] for s in r["services"])
