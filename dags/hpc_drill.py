@@ -84,14 +84,7 @@ def hpc_drill() -> None:
         stored = ObjectStoreHook().put_stream(
             f"{prefix}/input.txt", io.BytesIO(f"hpc_drill input of {dag_run.run_id}\n".encode()), "text/plain"
         )
-        dataset_id = Catalog().record_dataset(
-            bucket=stored.bucket,
-            key=stored.key,
-            sha256=stored.sha256,
-            size=stored.size,
-            content_type=stored.content_type,
-            producer=Producer(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=-1),
-        )
+        dataset_id = Catalog().record_stored(stored, Producer.of(ti))
         return {"key": stored.key, "prefix": prefix, "dataset_id": dataset_id}
 
     drill_input = make_input()

@@ -44,9 +44,7 @@ def machine_status() -> None:
         catalog = Catalog()
         states = {}
         for status in probe_all(load_catalog().values(), timeout=probe_timeout):
-            catalog.record_machine_status(
-                status.machine, status.state, status.detail(), status.latency_ms, status.error
-            )
+            status.record(catalog)
             states[status.machine] = status.state
             print(f"{status.machine}: {status.state} latency {status.latency_ms} ms {status.error}")
         catalog.prune_machine_status(keep_days)

@@ -136,7 +136,7 @@ def wildfire_forecast() -> None:
         }
         store = ObjectStoreHook()
         prefix = f"incidents/{incident_id}/{ti.run_id.replace(':', '-').replace('+', '-')}"
-        producer = Producer(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id)
+        producer = Producer.of(ti)
         keys, ids = {}, []
         with tempfile.TemporaryDirectory() as tmp:
             files = {
@@ -148,17 +148,7 @@ def wildfire_forecast() -> None:
             for name, path in files.items():
                 stored = store.put_file(f"{prefix}/inputs/{name}", path)
                 keys[name] = stored.key
-                ids.append(
-                    catalog.record_dataset(
-                        bucket=stored.bucket,
-                        key=stored.key,
-                        sha256=stored.sha256,
-                        size=stored.size,
-                        content_type=stored.content_type,
-                        producer=producer,
-                        incident_id=incident_id,
-                    )
-                )
+                ids.append(catalog.record_stored(stored, producer, incident_id))
         return {
             "incident_id": incident_id,
             "name": incident.name,
@@ -243,7 +233,7 @@ def wildfire_forecast() -> None:
                 )
             ]
             made += aggregate_mod.save_data(result, out / "burn_probability.npz")
-            producer = Producer(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id)
+            producer = Producer.of(ti)
             member_ids = [o["dataset_id"] for o in files]
             published = []
             for path in made:
@@ -253,16 +243,7 @@ def wildfire_forecast() -> None:
                     path,
                     kind.get(path.suffix, "application/octet-stream"),
                 )
-                dataset_id = catalog.record_dataset(
-                    bucket=stored.bucket,
-                    key=stored.key,
-                    sha256=stored.sha256,
-                    size=stored.size,
-                    content_type=stored.content_type,
-                    producer=producer,
-                    incident_id=inputs["incident_id"],
-                    inputs=member_ids,
-                )
+                dataset_id = catalog.record_stored(stored, producer, inputs["incident_id"], member_ids)
                 published.append({"key": stored.key, "dataset_id": dataset_id, "size": stored.size})
         return {"forecast": published, "members": result.n_members, "burned_area": result.area_stats()}
 

@@ -25,6 +25,19 @@ class Producer:
     machine: str | None = None
     job_id: str | None = None
 
+    @classmethod
+    def of(cls, ti: Any, **extra: Any) -> Producer:
+        """The producer for task instance ``ti`` (plus e.g. machine and job id)."""
+        return cls(
+            dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=task_map_index(ti), **extra
+        )
+
+
+def task_map_index(ti: Any) -> int:
+    """A task instance's map index; -1 when the task is not mapped (Airflow says None or -1)."""
+    index = getattr(ti, "map_index", None)
+    return -1 if index is None else int(index)
+
 
 class Catalog:
     # connection ids whose schema this process has brought up to date
@@ -143,6 +156,25 @@ class Catalog:
             "SELECT id, bucket, key, sha256, size, task_id, map_index, machine, job_id FROM datasets"
             " WHERE dag_id = %s AND run_id = %s ORDER BY id",
             (dag_id, run_id),
+        )
+
+    def record_stored(
+        self,
+        stored: Any,
+        producer: Producer,
+        incident_id: str | None = None,
+        inputs: Sequence[int] = (),
+    ) -> int:
+        """``record_dataset`` for an object the store just wrote (an ``ObjectStoreHook`` StoredObject)."""
+        return self.record_dataset(
+            bucket=stored.bucket,
+            key=stored.key,
+            sha256=stored.sha256,
+            size=stored.size,
+            content_type=stored.content_type,
+            producer=producer,
+            incident_id=incident_id,
+            inputs=inputs,
         )
 
     def dataset(self, dataset_id: int) -> dict[str, Any] | None:

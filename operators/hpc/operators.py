@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
+from operators.catalog.catalog import Catalog, Producer, task_map_index
 from operators.hpc.adapters import JobRef
 from operators.hpc.hook import BatchHook, job_name, job_workdir
 from operators.hpc.spec import JobSpec
@@ -94,7 +95,7 @@ class BatchJobOperator(BaseOperator):
 
     def _spec(self, context: Context, walltime_minutes: int) -> JobSpec:
         ti = context["ti"]
-        map_index = _task_map_index(context)
+        map_index = task_map_index(context["ti"])
         hook = self.hook()
         return JobSpec(
             name=job_name(ti.dag_id, ti.run_id, ti.task_id, map_index),
@@ -201,10 +202,6 @@ class BatchJobOperator(BaseOperator):
         job = self._job or {}
         if not self.catalog_conn_id or not job.get("job_id"):
             return
-        from operators.catalog.catalog import Catalog, Producer
-
-        ti = context["ti"]
-        map_index = _task_map_index(context)
         try:
             Catalog(self.catalog_conn_id).record_job(
                 machine=job["machine"],
@@ -212,12 +209,7 @@ class BatchJobOperator(BaseOperator):
                 name=job["name"],
                 state=state,
                 exit_code=exit_code,
-                producer=Producer(
-                    dag_id=ti.dag_id,
-                    run_id=ti.run_id,
-                    task_id=ti.task_id,
-                    map_index=map_index,
-                ),
+                producer=Producer.of(context["ti"]),
             )
         except Exception as exc:
             self.log.warning("Could not record job %s (%s) in the catalog: %s", job["job_id"], state, exc)
@@ -235,13 +227,7 @@ class BatchJobOperator(BaseOperator):
         self.hook().cancel([job["job_id"]])
 
 
-def _task_map_index(context: Context) -> int:
-    """The task instance's map index; -1 when the task is not mapped."""
-    index = getattr(context["ti"], "map_index", -1)
-    return -1 if index is None else index
-
-
 def _map_index(context: Context) -> int | None:
     """The map index as ``xcom_pull(map_indexes=...)`` wants it: None when the task is not mapped."""
-    index = _task_map_index(context)
+    index = task_map_index(context["ti"])
     return None if index < 0 else index

@@ -47,9 +47,7 @@ def statuses_for(
     for status in probe_all(stale, timeout=probe_timeout):
         found[status.machine] = status.to_dict()
         if catalog is not None:
-            catalog.record_machine_status(
-                status.machine, status.state, status.detail(), status.latency_ms, status.error
-            )
+            status.record(catalog)
     return found
 
 
@@ -201,13 +199,7 @@ class SelectMachineOperator(BaseOperator):
     ) -> None:
         if catalog is None:
             return
-        ti = context["ti"]
-        producer = Producer(
-            dag_id=ti.dag_id,
-            run_id=ti.run_id,
-            task_id=ti.task_id,
-            map_index=ti.map_index if ti.map_index is not None else -1,
-        )
+        producer = Producer.of(context["ti"])
         try:
             catalog.record_selection(producer, request.to_dict(), [c.to_dict() for c in found], chosen)
         except Exception as exc:  # the decision stands; its record is best effort

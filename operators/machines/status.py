@@ -28,6 +28,10 @@ class MachineStatus:
     def detail(self) -> dict[str, Any]:
         return self.load.to_dict() if self.load else {}
 
+    def record(self, catalog: Any) -> None:
+        """Write this observation as a ``machine_status`` row of the catalog."""
+        catalog.record_machine_status(self.machine, self.state, self.detail(), self.latency_ms, self.error)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "machine": self.machine,

@@ -11,15 +11,11 @@ from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator, BaseOperatorLink, Context
 
-from operators.catalog.catalog import Catalog
+from operators.catalog.catalog import Catalog, task_map_index
 from operators.services.data import drop_service_data, pull_prefix, service_data_dir
 from operators.services.hook import Service, ServiceHook
 from operators.services.readiness import ServiceNotReady
 from operators.services.spec import ServiceLabels, ServiceSpec, iso_utc, service_id
-
-
-def _map_index(ti: Any) -> int:
-    return -1 if getattr(ti, "map_index", None) is None else int(ti.map_index)
 
 
 class ServiceLink(BaseOperatorLink):
@@ -138,7 +134,7 @@ class StartServiceOperator(_ServiceTask):
         return mounts
 
     def _spec(self, ti: Any) -> ServiceSpec:
-        map_index = _map_index(ti)
+        map_index = task_map_index(ti)
         identity = ServiceLabels(
             service_id=service_id(ti.dag_id, ti.run_id, ti.task_id, map_index),
             dag_id=ti.dag_id,
@@ -247,8 +243,8 @@ class StopServiceOperator(_ServiceTask):
         if self.service_id:
             return [self.service_id]
         task_id = str(self.service_task_id)
-        if _map_index(ti) >= 0:
-            return [service_id(ti.dag_id, ti.run_id, task_id, _map_index(ti))]
+        if task_map_index(ti) >= 0:
+            return [service_id(ti.dag_id, ti.run_id, task_id, task_map_index(ti))]
         running = hook.list_services(dag_id=ti.dag_id, run_id=ti.run_id, task_id=task_id)
         recorded = [r for r in catalog.services_of_run(ti.dag_id, ti.run_id) if r["task_id"] == task_id]
         return sorted({s.identity.service_id for s in running} | {r["id"] for r in recorded})

@@ -111,28 +111,13 @@ class StageFromMachineOperator(BaseOperator):
         transport = BatchHook(machine).transport
         store = ObjectStoreHook(self.object_store_conn_id)
         catalog = Catalog(self.catalog_conn_id)
-        ti = context["ti"]
-        producer = Producer(
-            dag_id=ti.dag_id,
-            run_id=ti.run_id,
-            task_id=ti.task_id,
-            map_index=ti.map_index if ti.map_index is not None else -1,
-            machine=machine,
-            job_id=job.get("job_id"),
-        )
+        producer = Producer.of(context["ti"], machine=machine, job_id=job.get("job_id"))
         results = []
         for path in list_outputs(transport, source_dir, self.pattern):
             key = f"{self.key_prefix.rstrip('/')}/{path.rsplit('/', 1)[-1]}"
             stored = stage_out(transport, store, path, key, self.method)
-            dataset_id = catalog.record_dataset(
-                bucket=stored.bucket,
-                key=stored.key,
-                sha256=stored.sha256,
-                size=stored.size,
-                content_type=stored.content_type,
-                producer=producer,
-                incident_id=self.incident_id,
-                inputs=[int(i) for i in self.input_dataset_ids],
+            dataset_id = catalog.record_stored(
+                stored, producer, self.incident_id, [int(i) for i in self.input_dataset_ids]
             )
             results.append(
                 {"key": key, "size": stored.size, "sha256": stored.sha256, "dataset_id": dataset_id}

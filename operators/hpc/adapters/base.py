@@ -5,6 +5,7 @@ An adapter never opens a connection or a file on a remote host; transports run w
 
 from __future__ import annotations
 
+import re
 import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -102,6 +103,15 @@ class BatchAdapter(ABC):
             launch=launch,
             command=shlex.join(spec.command),
         )
+
+
+def first_job_id(stdout: str, pattern: re.Pattern[str], tool: str) -> str:
+    """The job id (group 1 of ``pattern``) from the first matching line of a submission's output."""
+    for line in stdout.splitlines():
+        match = pattern.match(line.strip())
+        if match:
+            return match.group(1)
+    raise ValueError(f"{tool} printed no job id: {stdout.strip()[:200]!r}")
 
 
 def exit_files_command(jobs: Sequence[JobRef]) -> str:

@@ -27,6 +27,7 @@ from operators.hpc.adapters.base import (
     BatchAdapter,
     JobRef,
     exit_files_command,
+    first_job_id,
     parse_exit_files,
     split_sections,
     template,
@@ -230,11 +231,7 @@ class GridEngineAdapter(BatchAdapter):
         return f"qsub -terse {shlex.quote(spec.script_path)}"
 
     def parse_submit(self, stdout: str) -> str:
-        for line in stdout.splitlines():
-            match = _SUBMITTED.match(line.strip())
-            if match:
-                return match.group(1)
-        raise ValueError(f"qsub printed no job id: {stdout.strip()[:200]!r}")
+        return first_job_id(stdout, _SUBMITTED, "qsub")
 
     def status_command(self, jobs: Sequence[JobRef]) -> str:
         """qstat of our user's jobs; qacct only for the watched jobs qstat no longer lists; qstat -j of

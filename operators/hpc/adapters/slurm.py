@@ -12,6 +12,7 @@ from operators.hpc.adapters.base import (
     BatchAdapter,
     JobRef,
     exit_files_command,
+    first_job_id,
     parse_exit_files,
     split_sections,
     template,
@@ -100,11 +101,7 @@ class SlurmAdapter(BatchAdapter):
         return f"sbatch --parsable {shlex.quote(spec.script_path)}"
 
     def parse_submit(self, stdout: str) -> str:
-        for line in stdout.splitlines():
-            match = _SUBMITTED.match(line.strip())
-            if match:
-                return match.group(1)
-        raise ValueError(f"sbatch printed no job id: {stdout.strip()[:200]!r}")
+        return first_job_id(stdout, _SUBMITTED, "sbatch")
 
     def status_command(self, jobs: Sequence[JobRef]) -> str:
         ids = _ids(jobs)
