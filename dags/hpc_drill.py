@@ -22,7 +22,8 @@ jobs; `auto` lets `SelectMachineOperator` choose among all machines), an input o
 the object store and catalogued, **staged** to the machine (it fetches it itself), a **mapped ensemble** of `members` batch
 jobs is submitted with `BatchJobOperator` and watched by the machine's shared poller in the
 triggerer, each member's output is **published** back to the store and the catalog (lineage: input →
-output; an `urgentflow_published` Asset event, which starts `verify_published`), then a summary.
+output), announced in one `urgentflow_published` Asset event (which starts `verify_published`),
+then a summary.
 
 Each member hashes the input into `member-<n>.out`, runs for `seconds` and exits 0; members listed in
 `fail_members` exit 3 instead (a failure drill: the task fails naming state FAILED, exit code 3 and the
@@ -119,13 +120,25 @@ def hpc_drill() -> None:
         poll_interval=2.0,
     ).expand(command=member_commands(staged.output))
 
-    StageFromMachineOperator.partial(
+    published = StageFromMachineOperator.partial(
         task_id="publish",
         key_prefix=drill_input["prefix"],
         pattern="member-*.out",
         input_dataset_ids=[drill_input["dataset_id"]],
-        outlets=[PUBLISHED],
     ).expand(job=members.output)
+
+    @task(outlets=[PUBLISHED])
+    def announce(outputs: list[list[dict]], outlet_events: Any = None) -> int:
+        """ONE Asset event for the whole ensemble's outputs. (One event per mapped member raced
+        Airflow 3.3.2's asset scheduling: the last member's event could wait for the next event.)"""
+        from operators.storage.assets import event_extra
+        from operators.storage.hook import ObjectStoreHook
+
+        objects = [o for member in outputs for o in member]
+        outlet_events[PUBLISHED].extra.update(event_extra(ObjectStoreHook().bucket, objects))
+        return len(objects)
+
+    announce(published.output)
 
     @task
     def summarize(jobs: list[dict]) -> dict:
