@@ -9,7 +9,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from operators.hpc.operators import BatchJobOperator
-from operators.incidents import Point, Region, Weather, param_schema
+from operators.incidents import Perimeter, Point, Region, Weather, param_schema
 from operators.machines.operators import SelectMachineOperator
 from operators.services.operators import StartServiceOperator
 from operators.storage.assets import PUBLISHED
@@ -22,8 +22,8 @@ The urgent-computing flagship (after VESTEC). For one wildfire incident it
 
 1. **prepares** the inputs: a synthetic landscape (terrain, fuel, vegetation density, a lake and a
    river as firebreaks) generated reproducibly from the region and `seed`, the scenario (ignition cell,
-   weather with its per-member perturbation) and the model code, all written to the object store and
-   catalogued for the incident;
+   the cells inside an observed `perimeter` burning from the start, weather with its per-member
+   perturbation) and the model code, all written to the object store and catalogued for the incident;
 2. **selects** the machine (`SelectMachineOperator`: up, fits, earliest start, then cost);
 3. **stages** the inputs to it (the machine fetches them itself) and runs a **mapped ensemble** of
    `ensemble_size` fire-spread simulations (`include/wildfire/model.py`: the Alexandridis et al. 2008
@@ -35,7 +35,9 @@ The urgent-computing flagship (after VESTEC). For one wildfire incident it
    for `viewer_ttl_minutes` or until nobody keeps it alive.
 
 Trigger it from this form, from `POST /api/v2/dags/wildfire_forecast/dagRuns` with the same conf, or
-through `POST /urgentflow/incidents` (which also records the incident). See the README.
+through `POST /urgentflow/incidents` (which also records the incident). Data pushed later with
+`POST /urgentflow/incidents/{id}/data` (weather, perimeter) re-runs it through `ingest_observation`
+when the incident asked for `updates`. See the README.
 """
 
 INCIDENT_ID_PATTERN = "^(inc-[0-9a-f]{12})?$"
@@ -83,7 +85,14 @@ def _wildfire(module: str) -> Any:
         "ensemble_size": Param(8, type="integer", minimum=1, maximum=200),
         "deadline_minutes": Param(60, type="integer", minimum=5, maximum=1440),
         "seed": Param(0, type="integer", minimum=0, maximum=2**31 - 1),
-        "updates": Param(False, type="boolean"),
+        "updates": Param(
+            False, type="boolean", description="re-run when data is pushed (POST /incidents/{id}/data)"
+        ),
+        "perimeter": Param(
+            None,
+            anyOf=[param_schema(Perimeter), {"type": "null"}],
+            description="observed fire perimeter (GeoJSON Polygon, lon/lat): its cells burn from the start",
+        ),
         "kind": Param("wildfire", type="string", enum=["wildfire"]),
         "grid_cells": Param(
             160, type="integer", minimum=40, maximum=400, description="cells along the region's longer side"
@@ -119,9 +128,13 @@ def wildfire_forecast() -> None:
         landscape_mod, model_mod = _wildfire("landscape"), _wildfire("model")
         land = landscape_mod.generate(incident.region.model_dump(), int(params["grid_cells"]), incident.seed)
         row, col = ignition_cell(land, incident.ignition.lat, incident.ignition.lon)
+        burning = (
+            landscape_mod.cells_inside(land, incident.perimeter.coordinates) if incident.perimeter else []
+        )
         minutes_per_step = 5
         scenario = {
             "ignition": [row, col],
+            "burning": [list(cell) for cell in burning],
             "wind_speed_ms": incident.weather.wind_speed_ms,
             "wind_direction_deg": incident.weather.wind_direction_deg,
             "fuel_moisture": incident.weather.fuel_moisture,

@@ -1,12 +1,15 @@
 """Incidents: what a wildfire report must say, validated once, the same way for the REST API (422 with
-field errors) and for the DAG's params (the JSON schemas below)."""
+field errors) and for the DAG's params (the JSON schemas below); and the observations pushed for an
+incident later (``POST /incidents/{id}/data``), checked by ``parse_observation`` at the API and again
+by ``ingest_observation``."""
 
 from __future__ import annotations
 
+import json
 import secrets
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]{1,200}$"  # any printable text: it is shown, never executed
 
@@ -44,6 +47,31 @@ class Weather(Strict):
     fuel_moisture: float = Field(ge=0, le=1, description="dead fuel moisture, fraction")
 
 
+Lon = Annotated[float, Field(ge=-180, le=180)]
+Lat = Annotated[float, Field(ge=-90, le=90)]
+MAX_PERIMETER_POSITIONS = 20_000
+
+
+class Perimeter(Strict):
+    """An observed fire perimeter: a GeoJSON Polygon of (lon, lat) positions, outer ring first, holes
+    after; every ring closed (first position = last) with at least 4 positions."""
+
+    type: Literal["Polygon"]
+    coordinates: list[list[tuple[Lon, Lat]]] = Field(min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _closed_rings(self) -> Perimeter:
+        if sum(len(ring) for ring in self.coordinates) > MAX_PERIMETER_POSITIONS:
+            raise ValueError(f"perimeter has more than {MAX_PERIMETER_POSITIONS} positions")
+        for i, ring in enumerate(self.coordinates):
+            if len(ring) < 4 or ring[0] != ring[-1]:
+                raise ValueError(f"ring {i} must be closed (first position = last) with at least 4 positions")
+        return self
+
+    def positions(self) -> list[tuple[float, float]]:
+        return [p for ring in self.coordinates for p in ring]
+
+
 class WildfireIncident(Strict):
     kind: Literal["wildfire"] = "wildfire"
     name: str = Field(pattern=NAME_PATTERN, description="a name people recognise")
@@ -54,11 +82,16 @@ class WildfireIncident(Strict):
     deadline_minutes: int = Field(60, ge=5, le=1440, description="results are useless after this")
     seed: int = Field(0, ge=0, le=2**31 - 1)
     updates: bool = Field(False, description="re-run the forecast when new observations arrive")
+    perimeter: Perimeter | None = Field(None, description="observed fire perimeter: burning at the start")
 
     @model_validator(mode="after")
     def _ignition_inside(self) -> WildfireIncident:
         if not self.region.contains(self.ignition):
             raise ValueError("ignition must lie inside region")
+        if self.perimeter is not None and not all(
+            self.region.contains(Point(lon=lon, lat=lat)) for lon, lat in self.perimeter.positions()
+        ):
+            raise ValueError("perimeter must lie inside region")
         return self
 
 
@@ -71,3 +104,42 @@ def param_schema(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema()
     schema.pop("title", None)
     return schema
+
+
+OBSERVATION_KINDS = ("weather", "perimeter", "file")
+"""What can be pushed for an incident: a weather update (``Weather`` as JSON), an observed perimeter
+(GeoJSON Polygon, or a Feature holding one) — both change the incident and re-run its forecast when
+it asks for updates — or any other file (stored and catalogued only)."""
+
+
+class ObservationError(ValueError):
+    """A pushed observation that cannot be accepted; the message says why."""
+
+
+def parse_observation(kind: str, body: bytes, incident: WildfireIncident) -> dict[str, Any] | None:
+    """The change an observation makes to ``incident`` (``{"weather": ...}`` or ``{"perimeter": ...}``),
+    None for a plain file; ``ObservationError`` when it is not acceptable."""
+    if kind not in OBSERVATION_KINDS:
+        raise ObservationError(f"kind must be one of {', '.join(OBSERVATION_KINDS)} (got {kind!r})")
+    if kind == "file":
+        return None
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ObservationError(f"a {kind} observation must be JSON: {exc}") from None
+    if kind == "perimeter" and isinstance(document, dict) and document.get("type") == "Feature":
+        document = document.get("geometry")
+    try:
+        if kind == "weather":
+            return {"weather": Weather.model_validate(document).model_dump(mode="json")}
+        perimeter = Perimeter.model_validate(document)
+        updated = WildfireIncident.model_validate({**incident.model_dump(), "perimeter": perimeter})
+    except ValidationError as exc:
+        raise ObservationError(_errors(exc)) from None
+    return {"perimeter": updated.model_dump(mode="json")["perimeter"]}
+
+
+def _errors(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors(include_url=False)
+    )

@@ -116,6 +116,24 @@ def _degrees_per_cell(region: dict[str, float], cell_size_m: float) -> tuple[flo
     return d_lon, d_lat
 
 
+def cells_inside(land: Landscape, rings: list[list[tuple[float, float]]]) -> list[tuple[int, int]]:
+    """The cells whose centres lie inside a polygon given as GeoJSON rings of (lon, lat) (the outer ring
+    first, holes after; even-odd rule), row-major; e.g. an observed fire perimeter."""
+    rows, cols = land.shape
+    r, c = np.mgrid[0:rows, 0:cols]
+    lon, lat = land.cell_lonlat(r, c)
+    inside = np.zeros((rows, cols), dtype=bool)
+    for ring in rings:
+        xs, ys = np.asarray([p[0] for p in ring], dtype=np.float64), np.asarray([p[1] for p in ring])
+        for x0, y0, x1, y1 in zip(xs[:-1], ys[:-1], xs[1:], ys[1:], strict=True):
+            if y0 == y1:
+                continue
+            crosses = (y0 > lat) != (y1 > lat)
+            x_at = x0 + (lat - y0) * (x1 - x0) / (y1 - y0)
+            inside ^= crosses & (lon < x_at)
+    return [(int(a), int(b)) for a, b in np.argwhere(inside)]
+
+
 def grid_for(region: dict[str, float], size: int) -> tuple[int, int, float]:
     """(rows, cols, cell_size_m): square cells, `size` cells along the longer side of the region."""
     width, height = region_extent_m(region)

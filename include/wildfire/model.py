@@ -34,6 +34,7 @@ import platform
 import sys
 import time
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -65,6 +66,7 @@ UNBURNABLE, UNBURNT, BURNING, BURNT = 0, 1, 2, 3
 # Moore neighbourhood: (d_row, d_col) from a burning cell to the cell it may ignite; row 0 is north.
 NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 MAX_STEPS = 32767  # arrival steps are stored as int16
+MAX_BURNING_CELLS = 1_000_000  # cells of an observed perimeter given as burning at the start
 MAX_WIND_MS = 60.0
 LANDSCAPE_ARRAYS = ("elevation", "fuel", "density", "cell_size_m")
 PERTURBATION_KEYS = ("wind_speed_sd_ms", "wind_direction_sd_deg", "fuel_moisture_sd")
@@ -151,18 +153,22 @@ def simulate(
     ignition: tuple[int, int],
     steps: int,
     rng: np.random.Generator,
+    burning: Sequence[tuple[int, int]] = (),
 ) -> tuple[Array, int]:
-    """Run the automaton for at most `steps` steps from one ignited cell.
+    """Run the automaton for at most `steps` steps from one ignited cell (plus the cells `burning`,
+    e.g. inside an observed fire perimeter; unburnable ones among them are left alone).
 
     Returns (arrival, steps_run): arrival[r, c] is the step at which the cell caught fire (0 for the
-    ignition, -1 if it never burned); steps_run is the number of steps simulated (the run stops early
-    when nothing burns any more). Only the window around the burning cells is updated each step."""
+    ignition and the burning cells, -1 if it never burned); steps_run is the number of steps simulated
+    (the run stops early when nothing burns any more). Only the window around the burning cells is
+    updated each step."""
     rows, cols = burnable.shape
     state = np.where(burnable, UNBURNT, UNBURNABLE).astype(np.int8)
     arrival = np.full((rows, cols), -1, dtype=np.int16)
-    r0, c0 = ignition
-    state[r0, c0] = BURNING
-    arrival[r0, c0] = 0
+    for r0, c0 in [ignition, *burning]:
+        if burnable[r0, c0]:
+            state[r0, c0] = BURNING
+            arrival[r0, c0] = 0
     steps_run = 0
     for step in range(1, steps + 1):
         burning_rows, burning_cols = np.nonzero(state == BURNING)
@@ -346,17 +352,33 @@ def load_scenario(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise InputError(f"scenario 'perturbation' '{key}' must be >= 0 (got {value:g})")
         s["perturbation"][key] = value
     s["incident"] = str(raw.get("incident", ""))
+    s["burning"] = _cells(raw.get("burning", []))
     return s
 
 
-def check_ignition(ignition: tuple[int, int], fuel: Array) -> None:
+def _cells(raw: Any) -> list[tuple[int, int]]:
+    """The optional 'burning' list: [[row, col], ...] cells already burning at the start."""
+    if not isinstance(raw, list) or len(raw) > MAX_BURNING_CELLS:
+        raise InputError(f"scenario 'burning' must be a list of at most {MAX_BURNING_CELLS} [row, col] pairs")
+    for cell in raw:
+        if (
+            not isinstance(cell, list)
+            or len(cell) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) for v in cell)
+        ):
+            raise InputError(f"scenario 'burning' entries must be [row, col] integer pairs (got {cell!r})")
+    return [(int(r), int(c)) for r, c in raw]
+
+
+def check_ignition(ignition: tuple[int, int], fuel: Array, burning: Sequence[tuple[int, int]] = ()) -> None:
     rows, cols = fuel.shape
+    for what, (r, c) in [("ignition", ignition)] + [("burning cell", cell) for cell in burning]:
+        if not (0 <= r < rows and 0 <= c < cols):
+            raise InputError(
+                f"{what} (row {r}, col {c}) is outside the {rows}x{cols} grid"
+                f" (rows 0..{rows - 1}, cols 0..{cols - 1})"
+            )
     r, c = ignition
-    if not (0 <= r < rows and 0 <= c < cols):
-        raise InputError(
-            f"ignition (row {r}, col {c}) is outside the {rows}x{cols} grid"
-            f" (rows 0..{rows - 1}, cols 0..{cols - 1})"
-        )
     if fuel[r, c] == 0:
         raise InputError(f"ignition (row {r}, col {c}) is on an unburnable cell (fuel code 0)")
 
@@ -395,7 +417,7 @@ def run_member(
         raise InputError(f"--member must be >= 0 (got {member})")
     land = load_landscape(landscape_path)
     scenario = load_scenario(scenario_path)
-    check_ignition(scenario["ignition"], land["fuel"])
+    check_ignition(scenario["ignition"], land["fuel"], scenario["burning"])
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a directory")
@@ -415,7 +437,12 @@ def run_member(
         scenario["diagonal_weight"],
     )
     arrival, steps_run = simulate(
-        probabilities, land["fuel"] > 0, scenario["ignition"], scenario["duration_steps"], rng
+        probabilities,
+        land["fuel"] > 0,
+        scenario["ignition"],
+        scenario["duration_steps"],
+        rng,
+        scenario["burning"],
     )
     burned = int(np.count_nonzero(arrival >= 0))
     summary: dict[str, Any] = {

@@ -15,6 +15,10 @@ from airflow.sdk import Asset
 PUBLISHED = Asset(name="urgentflow_published", uri="x-urgentflow://published", group="urgentflow")
 """Results published by staging out of an HPC job (``StageFromMachineOperator``)."""
 
+OBSERVATIONS = Asset(name="urgentflow_observations", uri="x-urgentflow://observations", group="urgentflow")
+"""Data pushed for an incident (``POST /urgentflow/incidents/{id}/data``): each event's ``extra`` names
+the incident, the kind and the stored object; ``ingest_observation`` is scheduled on it."""
+
 
 def event_extra(bucket: str, objects: Iterable[Mapping[str, Any]], **context: Any) -> dict[str, Any]:
     """The ``extra`` of an Asset event for ``objects`` (each with key, sha256, size, dataset_id)."""

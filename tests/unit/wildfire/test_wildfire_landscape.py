@@ -140,3 +140,19 @@ def test_bad_size_or_seed_are_refused(size, seed, message):
     with pytest.raises(ValueError) as e:
         landscape.generate(region, size, seed)
     assert message in str(e.value)
+
+
+def test_cells_inside_a_perimeter_with_a_hole():
+    land = landscape.generate(REGION, 100, 3)
+    lon, lat = land.cell_lonlat(np.arange(100)[:, None], np.arange(100)[None, :])
+
+    # a square of 20 x 20 cell centres around cell (40..59, 30..49), with a 4 x 4 hole in the middle
+    def box(r0: int, r1: int, c0: int, c1: int) -> list[tuple[float, float]]:
+        w, e = float(lon[0, c0]) - 1e-6, float(lon[0, c1]) + 1e-6
+        n, s = float(lat[r0, 0]) + 1e-6, float(lat[r1, 0]) - 1e-6
+        return [(w, s), (e, s), (e, n), (w, n), (w, s)]
+
+    cells = landscape.cells_inside(land, [box(40, 59, 30, 49), box(48, 51, 38, 41)])
+    assert len(cells) == 20 * 20 - 4 * 4
+    assert (40, 30) in cells and (59, 49) in cells and (49, 39) not in cells and (39, 30) not in cells
+    assert cells == sorted(cells)

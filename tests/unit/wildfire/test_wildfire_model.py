@@ -372,3 +372,35 @@ def test_cli_rejects_bad_files_with_one_clear_line(python, tmp_path):
         proc = run_cli(python, *args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert proc.stderr.count("\n") == 1 and message in proc.stderr, (message, proc.stderr)
+
+
+def test_cells_given_as_burning_start_at_step_zero_and_spread(python, tmp_path):
+    land = write_landscape(tmp_path / "landscape.npz", unburnable=[(5, 5)])
+    block = [[r, c] for r in range(30, 34) for c in range(30, 34)] + [[5, 5]]
+    sc = tmp_path / "scenario.json"
+    sc.write_text(json.dumps(scenario(ignition=[10, 10], burning=block, duration_steps=3)))
+    out = tmp_path / "out"
+    proc = run_cli(python, "--landscape", land, "--scenario", sc, "--member", "0", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    arrival = arrival_of(out, 0)
+    assert arrival[10, 10] == 0 and all(arrival[r, c] == 0 for r, c in block[:-1])
+    assert arrival[5, 5] == -1, "an unburnable cell given as burning stays unburnable"
+    around = arrival[28:36, 28:36].copy()
+    around[2:6, 2:6] = -1
+    assert (around >= 1).any(), "the observed fire spreads from its perimeter"
+
+
+@pytest.mark.parametrize(
+    ("burning", "message"),
+    [
+        ([[1, 2, 3]], "[row, col] integer pairs"),
+        ({"row": 1}, "a list of at most"),
+        ([[0, 99]], "burning cell (row 0, col 99) is outside the 40x40 grid"),
+    ],
+)
+def test_bad_burning_cells_are_refused(python, tmp_path, burning, message):
+    land = write_landscape(tmp_path / "landscape.npz")
+    sc = tmp_path / "scenario.json"
+    sc.write_text(json.dumps(scenario(burning=burning)))
+    proc = run_cli(python, "--landscape", land, "--scenario", sc, "--member", "0", "--out", tmp_path / "o")
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
