@@ -15,7 +15,9 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	@touch $@
 
 # Start the embedded runtime, run the main DAG through the REST API, leave the runtime up.
-demo: venv
+# The flagship end to end: test bed (Slurm over SSH, S3, Docker, catalog; installed on first use), the
+# runtime (it reads the test bed's connections at start), then an incident through POST /urgentflow/incidents.
+demo: venv testbed
 	$(PY) scripts/runtime.py start
 	$(PY) scripts/demo.py
 

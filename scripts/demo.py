@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Run the main DAG on the embedded runtime through the REST API v2 and follow it to the end.
+"""Run the main DAG on the embedded runtime through the REST API and follow it to the end.
 
-    scripts/demo.py [--dag quickstart] [--conf '{"members": 3}'] [--timeout 600]
+    scripts/demo.py [--dag wildfire_forecast] [--conf '{"ensemble_size": 8}'] [--timeout 900]
 
-Unpauses the DAG, waits until it is parsed, triggers a run, prints one line per change of a task's
+Unpauses the DAG, waits until it is parsed, starts a run, prints one line per change of a task's
 state, then the run's state, the return values of the last tasks (where the results are), the UI
-URL of the run and how to log in. Exits non-zero when the run fails, with the failed tasks' logs.
+URL of the run and how to log in. The flagship ``wildfire_forecast`` is started the way an operator
+reports an incident, ``POST /urgentflow/incidents``, and its map, data and result viewer are printed;
+other DAGs are triggered with ``POST /api/v2/dags/{id}/dagRuns``. Exits non-zero when the run fails,
+with the failed tasks' logs.
 """
 
 from __future__ import annotations
@@ -21,11 +24,22 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from airflow_client import USERNAME, AirflowClient, ApiError, passwords_file, run_url
 
-MAIN_DAG = "quickstart"
+MAIN_DAG = "wildfire_forecast"
 # The conf each DAG is triggered with unless --conf is given (keys override these).
 DEFAULT_CONF: dict[str, dict[str, Any]] = {
     "quickstart": {"members": 3, "size": 64, "seed": 7},
+    "wildfire_forecast": {
+        "kind": "wildfire",
+        "name": "Demo fire, Serra de Monchique",
+        "ignition": {"lat": 37.30, "lon": -8.55},
+        "region": {"min_lon": -8.65, "min_lat": 37.22, "max_lon": -8.45, "max_lat": 37.38},
+        "weather": {"wind_speed_ms": 6.0, "wind_direction_deg": 315.0, "fuel_moisture": 0.08},
+        "ensemble_size": 8,
+        "deadline_minutes": 60,
+        "seed": 0,
+    },
 }
+INCIDENT_DAGS = {"wildfire_forecast"}
 LOG_LINES = 25
 STATE_ORDER = [
     "success",
@@ -130,6 +144,26 @@ def report_results(
         print(f"  ... and {shown - 10} more")
 
 
+def report_incident(client: AirflowClient, incident_id: str, run_id: str) -> None:
+    """The forecast's map, data files and result viewer, as ``GET /urgentflow/incidents/{id}`` gives them."""
+    found = client.request("GET", f"/urgentflow/incidents/{incident_id}")
+    (run,) = [r for r in found["runs"] if r["run_id"] == run_id]
+    jobs = Counter((j["machine"], j["state"]) for j in run["jobs"])
+    print(
+        "batch jobs: "
+        + ", ".join(f"{n} {state} on {machine}" for (machine, state), n in sorted(jobs.items()))
+    )
+    print("forecast (download links valid for 1 hour):")
+    for result in run["results"]:
+        if "/forecast/" in result["key"]:
+            print(f"  {result['key'].rsplit('/', 1)[-1]:<28} {result['size']:>9} B  {result['download']}")
+    for service in run["services"]:
+        print(f"result viewer ({service['state']}): {service['url']}/")
+    print(
+        f"incident: {client.base}/urgentflow/incidents/{incident_id} (JSON), all incidents: {client.base}/urgentflow/ui/incidents"
+    )
+
+
 def report_failures(client: AirflowClient, dag_id: str, run_id: str, tis: list[dict]) -> None:
     failed = [ti for ti in tis if ti["state"] == "failed"]
     blocked = sorted({ti["task_id"] for ti in tis if ti["state"] == "upstream_failed"})
@@ -178,14 +212,21 @@ def main(argv: list[str] | None = None) -> int:
         client.wait_for_dag(args.dag, timeout=args.parse_timeout)
         client.unpause(args.dag)
         tasks = client.dag_tasks(args.dag)
-        run = client.trigger(args.dag, conf)
-        run_id = run["dag_run_id"]
-        print(f"triggered {args.dag} run {run_id} with conf {json.dumps(conf)}")
+        incident_id = None
+        if args.dag in INCIDENT_DAGS:
+            created = client.request("POST", "/urgentflow/incidents", json=conf, ok=(201,))
+            incident_id, run_id = created["incident_id"], created["run_id"]
+            print(f"reported incident {incident_id} ({conf.get('name')}): {args.dag} run {run_id}")
+        else:
+            run_id = client.trigger(args.dag, conf)["dag_run_id"]
+            print(f"triggered {args.dag} run {run_id} with conf {json.dumps(conf)}")
         progress = Progress(topo_order(tasks))
         run = client.wait_for_run(args.dag, run_id, timeout=args.timeout, on_poll=progress)
         tis = client.task_instances(args.dag, run_id)
         print(f"\nrun {run_id}: {run['state'].upper()} in {time.monotonic() - t0:.1f} s")
-        if run["state"] == "success":
+        if run["state"] == "success" and incident_id:
+            report_incident(client, incident_id, run_id)
+        elif run["state"] == "success":
             report_results(client, args.dag, run_id, tasks, tis)
         else:
             report_failures(client, args.dag, run_id, tis)
