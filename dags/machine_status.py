@@ -19,7 +19,7 @@ Each probe writes a `machine_status` row to the catalog: `up` / `degraded` (node
 service) / `down`, nodes and cores idle/allocated per partition, running and queued jobs (ours and
 everyone's), the SSH round-trip latency and the last error. `SelectMachineOperator` reads these rows
 (and probes live when they are older than its `max_status_age_seconds`); the **Machines** page of the
-UI shows them. Rows older than 7 days are pruned.
+UI shows them. The `catalog_housekeeping` DAG prunes old rows (7 days by default).
 """
 
 
@@ -36,7 +36,7 @@ UI shows them. Rows older than 7 days are pruned.
 )
 def machine_status() -> None:
     @task(execution_timeout=timedelta(minutes=2))
-    def probe_machines(probe_timeout: float = 20.0, keep_days: int = 7) -> dict[str, str]:
+    def probe_machines(probe_timeout: float = 20.0) -> dict[str, str]:
         from operators.catalog.catalog import Catalog
         from operators.machines.catalog import load_catalog
         from operators.machines.status import probe_all
@@ -47,7 +47,6 @@ def machine_status() -> None:
             status.record(catalog)
             states[status.machine] = status.state
             print(f"{status.machine}: {status.state} latency {status.latency_ms} ms {status.error}")
-        catalog.prune_machine_status(keep_days)
         return states
 
     probe_machines()

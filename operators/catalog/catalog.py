@@ -216,14 +216,6 @@ class Catalog:
         )
         return {r["machine"]: r for r in rows}
 
-    def prune_machine_status(self, keep_days: int) -> int:
-        row = self._one(
-            "WITH gone AS (DELETE FROM machine_status WHERE observed_at < now() - make_interval(days => %s::int)"
-            " RETURNING 1) SELECT count(*) FROM gone",
-            (keep_days,),
-        )
-        return int(row[0])
-
     def record_selection(
         self, producer: Producer, request: dict[str, Any], candidates: list[dict[str, Any]], chosen: Any
     ) -> int:
@@ -337,6 +329,27 @@ class Catalog:
             "UPDATE incidents SET status = %s, updated_at = now() WHERE id = %s AND status <> 'cancelled'"
             " RETURNING id",
             (status, incident_id),
+        )
+
+    def update_incident(self, incident_id: str, change: dict[str, Any]) -> dict[str, Any] | None:
+        """Merge ``change`` into the incident's payload (top-level keys replaced, e.g. ``weather`` from an
+        observation); returns the new payload, None when there is no such incident."""
+        rows = self._all(
+            "UPDATE incidents SET payload = payload || %s::jsonb, updated_at = now() WHERE id = %s"
+            " RETURNING payload",
+            (json.dumps(change), incident_id),
+        )
+        return rows[0]["payload"] if rows else None
+
+    def delete_dataset(self, dataset_id: int) -> None:
+        """Undo ``record_dataset`` for an upload that was not accepted after all (both or neither)."""
+        self._one("DELETE FROM datasets WHERE id = %s RETURNING id", (dataset_id,))
+
+    def datasets_of_incident(self, incident_id: str, key_prefix: str = "") -> list[dict[str, Any]]:
+        return self._all(
+            "SELECT id, key, sha256, size, content_type, dag_id, run_id, task_id, created_at FROM datasets"
+            " WHERE incident_id = %s AND starts_with(key, %s) ORDER BY id",
+            (incident_id, key_prefix),
         )
 
     def incident(self, incident_id: str) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +38,7 @@ class StoredObject:
     sha256: str
     etag: str
     content_type: str = "application/octet-stream"
+    last_modified: datetime | None = None
 
 
 class Readable(Protocol):
@@ -192,18 +193,22 @@ class ObjectStoreHook(BaseHook):
             meta.get(f"x-amz-meta-{SHA_META}", ""),
             info.etag,
             info.content_type or "application/octet-stream",
+            info.last_modified,
         )
 
-    def exists(self, key: str) -> bool:
+    def stat_if_exists(self, key: str) -> StoredObject | None:
+        """``stat``, or None when there is no such object."""
         from minio.error import S3Error
 
         try:
-            self.client.stat_object(self.bucket, check_key(key))
+            return self.stat(key)
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
-                return False
+                return None
             raise
-        return True
+
+    def exists(self, key: str) -> bool:
+        return self.stat_if_exists(key) is not None
 
     def iter_verified(self, key: str) -> Iterator[bytes]:
         """Stream an object's bytes; raises ChecksumMismatch at the end if they do not match."""
@@ -237,7 +242,9 @@ class ObjectStoreHook(BaseHook):
     def list_objects(self, prefix: str = "") -> list[StoredObject]:
         check_prefix(prefix)
         return [
-            StoredObject(self.bucket, o.object_name, o.size or 0, "", o.etag or "")
+            StoredObject(
+                self.bucket, o.object_name, o.size or 0, "", o.etag or "", last_modified=o.last_modified
+            )
             for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
         ]
 

@@ -27,7 +27,7 @@ INCIDENT: dict[str, Any] = {
     "seed": 5,
     "updates": True,
 }
-PERIMETER = {
+PERIMETER: dict[str, Any] = {
     "type": "Feature",
     "properties": {"source": "aerial survey"},
     "geometry": {

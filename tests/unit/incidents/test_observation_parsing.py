@@ -8,11 +8,13 @@ import pytest
 
 from operators.incidents import ObservationError, WildfireIncident, parse_observation
 
-INCIDENT = WildfireIncident(
-    name="unit",
-    ignition={"lat": 37.30, "lon": -8.55},
-    region={"min_lon": -8.65, "min_lat": 37.22, "max_lon": -8.45, "max_lat": 37.38},
-    weather={"wind_speed_ms": 3, "wind_direction_deg": 10, "fuel_moisture": 0.1},
+INCIDENT = WildfireIncident.model_validate(
+    {
+        "name": "unit",
+        "ignition": {"lat": 37.30, "lon": -8.55},
+        "region": {"min_lon": -8.65, "min_lat": 37.22, "max_lon": -8.45, "max_lat": 37.38},
+        "weather": {"wind_speed_ms": 3, "wind_direction_deg": 10, "fuel_moisture": 0.1},
+    }
 )
 RING = [[-8.56, 37.29], [-8.54, 37.29], [-8.54, 37.31], [-8.56, 37.29]]
 
