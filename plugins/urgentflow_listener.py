@@ -1,6 +1,7 @@
-"""The exit handler: every DAG run that belongs to an incident (``conf.incident_id``) records its state
-changes and how it ended on the incident in the catalog — also runs that fail before any task ran
-(a dagrun_timeout, a run marked failed in the UI or through the API).
+"""The exit handler: every DAG run that belongs to an incident (``conf.incident_id``) or carries out an
+order (analytics_order) records its state changes and how it ended on the incident or
+order in the catalog — also runs that fail before any task ran (a dagrun_timeout, a run marked failed
+in the UI or through the API).
 
 Airflow calls these hooks in the scheduler, and in the API server when a state is set by hand, so the
 handler only uses the catalog (a Connection both processes have) and never raises: an exit handler
@@ -17,6 +18,7 @@ from airflow.listeners import hookimpl
 
 log = logging.getLogger(__name__)
 INCIDENT_ID = re.compile(r"^inc-[0-9a-f]{12}$")
+RUN_TO_ORDER = {"success": "succeeded", "failed": "failed"}
 RUN_TO_INCIDENT = {"running": "running", "success": "succeeded", "failed": "failed"}
 
 
@@ -41,6 +43,10 @@ def record(dag_run: Any, state: str, msg: str | None = None) -> None:
         log.exception("exit handler: unreadable DagRun")
         return
     try:
+        record_order(dag_id, run_id, state, msg, started, ended)
+    except Exception:
+        log.exception("exit handler: could not record %s of run %s on its order", state, run_id)
+    try:
         from operators.catalog.catalog import Catalog
 
         catalog = Catalog()
@@ -59,6 +65,22 @@ def record(dag_run: Any, state: str, msg: str | None = None) -> None:
         catalog.set_incident_status(incident_id, RUN_TO_INCIDENT[state])
     except Exception:
         log.exception("exit handler: could not record %s of run %s", state, run_id)
+
+
+def record_order(dag_id: str, run_id: str, state: str, msg: str | None, started: Any, ended: Any) -> None:
+    """The order this run carries out (recorded with its run by POST /orders or the ``accept`` task), if
+    any: running, or how it ended (an order keeps the first failure reason, e.g. the tool's stderr)."""
+    from operators.catalog.orders import OrderCatalog
+
+    orders = OrderCatalog()
+    order_id = orders.order_of_run(dag_id, run_id)  # never conf.order_id: it may name another run's order
+    if order_id is None:
+        return
+    if state == "running":
+        orders.mark_order_running(order_id, started_at=started)
+    else:
+        reason = f"run {run_id} failed: {msg or 'failed'}" if state == "failed" else ""
+        orders.finish_order(order_id, RUN_TO_ORDER[state], reason=reason, ended_at=ended)
 
 
 class ExitHandler:

@@ -14,6 +14,12 @@ class UrgentflowPlugin(AirflowPlugin):
     fastapi_apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "urgentflow API"}]  # noqa: RUF012
     external_views = [  # noqa: RUF012
         {
+            "name": "Incidents",
+            "href": f"{URL_PREFIX}/ui/incidents",
+            "destination": "nav",
+            "url_route": "incidents",
+        },
+        {
             "name": "Machines",
             "href": f"{URL_PREFIX}/ui/machines",
             "destination": "nav",

@@ -14,11 +14,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from operators.home import urgentflow_home
 from operators.hpc.adapters import ADAPTERS
 from operators.hpc.spec import JobSpecError, check_path
+from operators.yamlconfig import check_schema, read_yaml
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "include" / "machines.yaml"
 NAME = "^[A-Za-z0-9_-]{1,64}$"
@@ -147,34 +146,15 @@ def _machine(name: str, raw: dict[str, Any]) -> Machine:
     )
 
 
-def _schema_error(exc: Any, source: Path) -> MachineCatalogError:
-    path = list(exc.absolute_path)
-    if len(path) >= 2 and path[0] == "machines":
-        where = f"machine {path[1]!r}: field {'.'.join(str(p) for p in path[2:]) or '(entry)'}"
-    else:
-        where = f"{source}: {'.'.join(str(p) for p in path) or 'top level'}"
-    return MachineCatalogError(f"{where}: {exc.message}")
-
-
 def parse_catalog(data: Any, source: Path = DEFAULT_PATH) -> dict[str, Machine]:
-    import jsonschema
-
-    errors = sorted(
-        jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(e.absolute_path)
-    )
-    if errors:
-        raise _schema_error(errors[0], source)
+    check_schema(data, SCHEMA, source, "machines", "machine", MachineCatalogError)
     return {name: _machine(name, raw) for name, raw in data["machines"].items()}
 
 
 @cache
 def load_catalog(path: str | None = None) -> dict[str, Machine]:
     source = Path(path or os.environ.get("URGENTFLOW_MACHINES") or DEFAULT_PATH)
-    try:
-        data = yaml.safe_load(source.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise MachineCatalogError(f"cannot read machine catalog {source}: {exc}") from None
-    return parse_catalog(data, source)
+    return parse_catalog(read_yaml(source, "machine catalog", MachineCatalogError), source)
 
 
 def get_machine(name: str) -> Machine:

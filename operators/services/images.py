@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import Any
 
 IMAGES_DIR = Path(__file__).resolve().parents[2] / "include" / "images"
-IMAGES = {"viewer": "urgentflow/viewer:1", "notebook": "urgentflow/notebook:1"}
+IMAGES = {
+    "viewer": "urgentflow/viewer:1",
+    "notebook": "urgentflow/notebook:1",
+    "tools-stats": "urgentflow/tools-stats:1",
+}
 CONTENT_LABEL = "urgentflow.content_sha256"
 _FROM = re.compile(r"^\s*FROM\s+(\S+)", re.IGNORECASE | re.MULTILINE)
 

@@ -89,6 +89,30 @@ def list_outputs(transport: Transport, directory: str, pattern: str) -> list[str
     return [f"{directory}/{name}" for name in out.stdout.splitlines() if name]
 
 
+def check_stored(stored: StoredObject, size: int, sha256: str, source: str) -> StoredObject:
+    """``stored`` when the store holds ``size`` bytes with ``sha256``, else StagingError."""
+    if stored.size != size or stored.sha256 != sha256:
+        raise StagingError(
+            f"{source} -> {stored.key}: stored {stored.size} B sha256 {stored.sha256},"
+            f" the source has {size} B sha256 {sha256}"
+        )
+    return stored
+
+
+def record_upload(
+    store: ObjectStoreHook,
+    key: str,
+    sha256: str,
+    size: int,
+    source: str,
+    content_type: str = "application/octet-stream",
+) -> StoredObject:
+    """An object someone else PUT through a presigned URL: record the ``sha256`` its writer computed
+    and check that the store holds the ``size`` bytes it sent (StagingError otherwise)."""
+    store.set_checksum(key, sha256, content_type)
+    return check_stored(store.stat(key), size, sha256, source)
+
+
 def stage_out(transport: Transport, store: ObjectStoreHook, path: str, key: str, method: str) -> StoredObject:
     """File ``path`` on the host -> object ``key``, with the host-side sha256 recorded and checked."""
     _check_method(method)
@@ -101,13 +125,10 @@ def stage_out(transport: Transport, store: ObjectStoreHook, path: str, key: str,
             transport.run(
                 f"{CURL} -T {shlex.quote(path)} -K -", timeout=3600, stdin=f'url = "{url}"\n'
             ).check(f"pushing {path} from the host")
-            store.set_checksum(key, digest)
-            stored = store.stat(key)
+            stored = record_upload(store, key, digest, size, path)
         else:
-            stored = store.put_stream(key, ChunkReader(transport.get_stream(path)))
-        if stored.size != size or stored.sha256 != digest:
-            raise StagingError(
-                f"{path} -> {key}: stored {stored.size} B sha256 {stored.sha256}, host has {size} B sha256 {digest}"
+            stored = check_stored(
+                store.put_stream(key, ChunkReader(transport.get_stream(path))), size, digest, path
             )
     except Exception:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from urgentflow_api import incidents, machines, services
+from urgentflow_api import incidents, incidents_page, machines, observations, orders, services
 
 URL_PREFIX = "/urgentflow"
 
@@ -12,10 +12,13 @@ URL_PREFIX = "/urgentflow"
 def create_app() -> FastAPI:
     app = FastAPI(
         title="urgentflow",
-        summary="Incidents, machines, services and data of urgentflow; authenticated with Airflow tokens.",
+        summary="Incidents, orders, machines, services and data of urgentflow; authenticated with Airflow tokens.",
         version="1",
     )
     app.include_router(incidents.router)
+    app.include_router(incidents_page.router)
+    app.include_router(observations.router)
     app.include_router(machines.router)
     app.include_router(services.router)
+    app.include_router(orders.router)
     return app

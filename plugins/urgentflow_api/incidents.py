@@ -11,42 +11,17 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from operators.catalog.catalog import Catalog
 from operators.incidents import WildfireIncident, new_incident_id
+from urgentflow_api.airflow_api import allowed, api_base, credentials, trigger_run
 
 router = APIRouter()
 DAG_OF_KIND = {"wildfire": "wildfire_forecast"}
 INCIDENT_ID = re.compile(r"^inc-[0-9a-f]{12}$")
-
-
-def _allowed(user: Any, dag_id: str, method: str) -> bool:
-    from airflow.api_fastapi.app import get_auth_manager
-
-    return get_auth_manager().is_authorized_dag(
-        method=method,  # type: ignore[arg-type]
-        access_entity=DagAccessEntity.RUN,
-        details=DagDetails(id=dag_id),
-        user=user,
-    )
-
-
-def _credentials(request: Request) -> dict[str, str]:
-    """The caller's own credentials, passed on to Airflow's API (a bearer token or the UI cookie)."""
-    headers = {}
-    if "authorization" in request.headers:
-        headers["Authorization"] = request.headers["authorization"]
-    if "cookie" in request.headers:
-        headers["Cookie"] = request.headers["cookie"]
-    return headers
-
-
-def _api_base(request: Request) -> str:
-    return f"{request.url.scheme}://{request.url.netloc}"
 
 
 @router.post(
@@ -57,31 +32,18 @@ def _api_base(request: Request) -> str:
 )
 def create_incident(incident: WildfireIncident, request: Request, user: GetUserDep) -> JSONResponse:
     dag_id = DAG_OF_KIND[incident.kind]
-    if not _allowed(user, dag_id, "POST"):
+    if not allowed(user, dag_id, "POST"):
         raise HTTPException(status_code=403, detail=f"you may not trigger {dag_id}")
     incident_id = new_incident_id()
     payload = incident.model_dump(mode="json")
     catalog = Catalog()
     catalog.create_incident(incident_id, incident.kind, payload)
-    try:
-        response = httpx.post(
-            f"{_api_base(request)}/api/v2/dags/{dag_id}/dagRuns",
-            json={"logical_date": None, "conf": {"incident_id": incident_id, **payload}},
-            headers=_credentials(request),
-            timeout=30,
-        )
-    except httpx.HTTPError as exc:
-        catalog.delete_incident(incident_id)
-        raise HTTPException(status_code=503, detail=f"could not start the {dag_id} run: {exc}") from None
-    if response.status_code not in (200, 201):
-        catalog.delete_incident(incident_id)
-        detail = (
-            response.json().get("detail")
-            if response.headers.get("content-type", "").startswith("application/json")
-            else response.text
-        )
-        raise HTTPException(status_code=response.status_code, detail=detail)
-    run = response.json()
+    run = trigger_run(
+        request,
+        dag_id,
+        {"logical_date": None, "conf": {"incident_id": incident_id, **payload}},
+        undo=lambda: catalog.delete_incident(incident_id),
+    )
     catalog.record_incident_run(incident_id, dag_id, run["dag_run_id"], "queued")
     return JSONResponse(
         status_code=201,
@@ -94,7 +56,7 @@ def list_incidents(user: GetUserDep, limit: int = 100) -> list[dict[str, Any]]:
     catalog = Catalog()
     found = []
     for row in catalog.incidents(max(1, min(limit, 1000))):
-        if not _allowed(user, DAG_OF_KIND.get(row["kind"], ""), "GET"):
+        if not allowed(user, DAG_OF_KIND.get(row["kind"], ""), "GET"):
             continue
         runs = catalog.runs_of_incident(row["id"])
         found.append(
@@ -118,7 +80,7 @@ def _run_out(run: dict[str, Any]) -> dict[str, Any]:
 def get_incident(incident_id: str, user: GetUserDep) -> dict[str, Any]:
     catalog = Catalog()
     row = catalog.incident(incident_id) if INCIDENT_ID.match(incident_id) else None
-    if row is None or not _allowed(user, DAG_OF_KIND.get(row["kind"], ""), "GET"):
+    if row is None or not allowed(user, DAG_OF_KIND.get(row["kind"], ""), "GET"):
         raise HTTPException(status_code=404, detail=f"no incident {incident_id!r}")
     from operators.storage.hook import ObjectStoreHook
 
@@ -155,6 +117,17 @@ def get_incident(incident_id: str, user: GetUserDep) -> dict[str, Any]:
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
         "runs": runs,
+        "observations": [
+            {
+                "dataset_id": d["id"],
+                "key": d["key"],
+                "size": d["size"],
+                "sha256": d["sha256"],
+                "content_type": d["content_type"],
+                "received_at": d["created_at"].isoformat(),
+            }
+            for d in catalog.datasets_of_incident(incident_id, f"incidents/{incident_id}/observations/")
+        ],
     }
 
 
@@ -169,9 +142,9 @@ LIVE_RUN_STATES = ("queued", "running")
 def cancel_incident(incident_id: str, request: Request, user: GetUserDep) -> dict[str, Any]:
     catalog = Catalog()
     row = catalog.incident(incident_id) if INCIDENT_ID.match(incident_id) else None
-    if row is None or not _allowed(user, DAG_OF_KIND.get(row["kind"], ""), "GET"):
+    if row is None or not allowed(user, DAG_OF_KIND.get(row["kind"], ""), "GET"):
         raise HTTPException(status_code=404, detail=f"no incident {incident_id!r}")
-    if not _allowed(user, DAG_OF_KIND[row["kind"]], "PUT"):
+    if not allowed(user, DAG_OF_KIND[row["kind"]], "PUT"):
         raise HTTPException(status_code=403, detail="you may not change these runs")
     catalog.set_incident_status(incident_id, "cancelled")
     failed_runs, stopped = [], []
@@ -179,9 +152,9 @@ def cancel_incident(incident_id: str, request: Request, user: GetUserDep) -> dic
         if run["state"] in LIVE_RUN_STATES:
             # through Airflow's API: deferred tasks lose their triggers, whose on_kill cancels the jobs
             response = httpx.patch(
-                f"{_api_base(request)}/api/v2/dags/{run['dag_id']}/dagRuns/{run['run_id']}",
+                f"{api_base(request)}/api/v2/dags/{run['dag_id']}/dagRuns/{run['run_id']}",
                 json={"state": "failed"},
-                headers=_credentials(request),
+                headers=credentials(request),
                 timeout=30,
             )
             if response.status_code != 200:

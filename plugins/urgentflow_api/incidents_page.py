@@ -18,7 +18,8 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from operators.catalog.catalog import Catalog
-from urgentflow_api.incidents import DAG_OF_KIND, INCIDENT_ID, _allowed
+from urgentflow_api.airflow_api import allowed
+from urgentflow_api.incidents import DAG_OF_KIND, INCIDENT_ID
 
 router = APIRouter()
 THUMBNAIL_NAME = "burn_probability.png"
@@ -47,7 +48,7 @@ class IncidentRow:
 
 def _readable(user: Any, kind: str) -> bool:
     dag_id = DAG_OF_KIND.get(kind)
-    return dag_id is not None and _allowed(user, dag_id, "GET")
+    return dag_id is not None and allowed(user, dag_id, "GET")
 
 
 def latest_map(catalog: Catalog, runs: list[dict[str, Any]]) -> dict[str, Any] | None:

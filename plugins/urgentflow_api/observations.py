@@ -24,7 +24,8 @@ from starlette.concurrency import run_in_threadpool
 from operators.catalog.catalog import Catalog, Producer
 from operators.incidents import ObservationError, WildfireIncident, parse_observation
 from operators.storage.assets import OBSERVATIONS
-from urgentflow_api.incidents import DAG_OF_KIND, INCIDENT_ID, _allowed, _api_base, _credentials
+from urgentflow_api.airflow_api import allowed, api_base, credentials
+from urgentflow_api.incidents import DAG_OF_KIND, INCIDENT_ID
 
 router = APIRouter()
 MAX_BYTES = 16 * 1024 * 1024
@@ -77,9 +78,9 @@ async def push_data(
 def _incident(incident_id: str, user: Any) -> dict[str, Any]:
     row = Catalog().incident(incident_id) if INCIDENT_ID.match(incident_id) else None
     dag_id = DAG_OF_KIND.get(row["kind"], "") if row else ""
-    if row is None or not _allowed(user, dag_id, "GET"):
+    if row is None or not allowed(user, dag_id, "GET"):
         raise HTTPException(status_code=404, detail=f"no incident {incident_id!r}")
-    if not _allowed(user, dag_id, "POST"):
+    if not allowed(user, dag_id, "POST"):
         raise HTTPException(status_code=403, detail=f"you may not run {dag_id} for this incident")
     if row["status"] in FINAL_STATUSES:
         raise HTTPException(status_code=409, detail=f"incident {incident_id} is {row['status']}")
@@ -147,7 +148,7 @@ def _store(
 
 def _announce(request: Request, extra: dict[str, Any]) -> dict[str, Any]:
     """An ``urgentflow_observations`` Asset event through Airflow's REST API (with the caller's rights)."""
-    base, headers = f"{_api_base(request)}/api/v2", _credentials(request)
+    base, headers = f"{api_base(request)}/api/v2", credentials(request)
     try:
         found = httpx.get(
             f"{base}/assets", params={"uri_pattern": OBSERVATIONS.uri}, headers=headers, timeout=30

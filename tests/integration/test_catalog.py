@@ -34,7 +34,7 @@ def catalog(monkeypatch: pytest.MonkeyPatch) -> Iterator[Catalog]:
 
 
 def test_migrations_apply_once(catalog: Catalog) -> None:
-    assert catalog.migrate() == [1, 2, 3, 4]
+    assert catalog.migrate() == [1, 2, 3, 4, 5]
     assert catalog.migrate() == []
 
 

@@ -84,7 +84,7 @@ class User:
 def app(monkeypatch: pytest.MonkeyPatch) -> FastAPI:
     monkeypatch.setattr(incidents_page, "Catalog", FakeCatalog)
     monkeypatch.setattr(
-        incidents_page, "_allowed", lambda user, dag_id, method: method == "GET" and dag_id in user.readable
+        incidents_page, "allowed", lambda user, dag_id, method: method == "GET" and dag_id in user.readable
     )
     monkeypatch.setattr(
         ObjectStoreHook,
