@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from urgentflow_api import incidents, incidents_page, machines, observations, orders, services
+from urgentflow_api.limits import BodyLimit
 
 URL_PREFIX = "/urgentflow"
 
@@ -21,4 +22,5 @@ def create_app() -> FastAPI:
     app.include_router(machines.router)
     app.include_router(services.router)
     app.include_router(orders.router)
+    app.add_middleware(BodyLimit)
     return app

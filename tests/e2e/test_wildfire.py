@@ -3,6 +3,7 @@ catalogued members and map -> result viewer; the exit handler records how the ru
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.request
 from typing import Any
@@ -82,6 +83,15 @@ def test_bad_incidents_are_refused_with_field_errors_and_leave_nothing(airflow: 
         response = airflow.http.post("/urgentflow/incidents", json=bad, headers=headers)
         assert response.status_code == 422, (bad, response.text)
         assert response.json()["detail"][0]["loc"], response.text
+    for body, status in (
+        (b"{not json", 422),
+        (b"[]", 422),
+        (json.dumps({**INCIDENT, "name": "x" * (2 * 1024 * 1024)}).encode(), 413),
+    ):
+        response = airflow.http.post(
+            "/urgentflow/incidents", content=body, headers={**headers, "Content-Type": "application/json"}
+        )
+        assert response.status_code == status and response.json()["detail"], response.text[:300]
     assert {i["incident_id"] for i in airflow.request("GET", "/urgentflow/incidents")} == before
     assert len(airflow.list_runs(DAG)) == runs_before
 
