@@ -181,7 +181,8 @@ EOF
 }
 
 docker_start() {
-  apt_need docker.io containerd runc tini busybox-static iproute2
+  # docker-compose (Debian 1.29): tests render docker-compose.yaml with it (tests/integration/test_compose_config.py)
+  apt_need docker.io containerd runc tini busybox-static iproute2 docker-compose
   command -v docker >/dev/null || die "no docker client on PATH although docker.io is installed"
   mkdir -p "$DOCKER_DIR/data" "$DOCKER_DIR/exec" "$DOCKER_CACHE"
   chmod 700 "$DOCKER_DIR"
