@@ -11,8 +11,8 @@ from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessE
 from fastapi import HTTPException, Request
 
 
-def allowed(user: Any, dag_id: str, method: str) -> bool:
-    """May ``user`` do ``method`` (GET, POST, PUT, ...) on the runs of ``dag_id``?"""
+def allowed(user: Any, dag_id: str | None, method: str) -> bool:
+    """May ``user`` do ``method`` (GET, POST, PUT, ...) on the runs of ``dag_id`` (None: of every DAG)?"""
     from airflow.api_fastapi.app import get_auth_manager
 
     return get_auth_manager().is_authorized_dag(

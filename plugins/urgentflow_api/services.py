@@ -10,13 +10,13 @@ import html
 import re
 from typing import Any
 
-from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from operators.catalog.catalog import Catalog
+from urgentflow_api.airflow_api import allowed
 
 router = APIRouter()
 SERVICE_ID = re.compile(r"^svc-[0-9a-f]{24}$")
@@ -56,18 +56,10 @@ def _out(row: dict[str, Any]) -> ServiceOut:
     )
 
 
-def _may_read(user: Any, dag_id: str | None) -> bool:
-    from airflow.api_fastapi.app import get_auth_manager
-
-    return get_auth_manager().is_authorized_dag(
-        method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user
-    )
-
-
 def _readable_service(service_id: str, user: Any) -> dict[str, Any]:
     """The service's row, or 404 (also for a service of a DAG the user may not read: no probing)."""
     row = Catalog().service(service_id) if SERVICE_ID.match(service_id) else None
-    if row is None or not _may_read(user, row["dag_id"]):
+    if row is None or not allowed(user, row["dag_id"], "GET"):
         raise HTTPException(status_code=404, detail=f"no service {service_id!r}")
     return row
 
@@ -75,7 +67,7 @@ def _readable_service(service_id: str, user: Any) -> dict[str, Any]:
 @router.get("/services", response_model=list[ServiceOut], summary="Newest services (the user's DAGs only)")
 def list_services(user: GetUserDep, limit: int = 100) -> list[ServiceOut]:
     rows = Catalog().recent_services(max(1, min(limit, 1000)))
-    return [_out(r) for r in rows if _may_read(user, r["dag_id"])]
+    return [_out(r) for r in rows if allowed(user, r["dag_id"], "GET")]
 
 
 @router.get("/services/{service_id}", response_model=ServiceOut, summary="One service")
@@ -143,4 +135,4 @@ setInterval(keepalive, 30000);
 @router.get("/ui/services", response_class=HTMLResponse, include_in_schema=False)
 def services_page(user: GetUserDep) -> str:
     rows = Catalog().recent_services(200)
-    return render_page([_out(r) for r in rows if _may_read(user, r["dag_id"])])
+    return render_page([_out(r) for r in rows if allowed(user, r["dag_id"], "GET")])

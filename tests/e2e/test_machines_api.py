@@ -41,7 +41,11 @@ def test_status_dag_feeds_the_machines_api_and_page(airflow: AirflowClient) -> N
     # the UI links it from its navigation: the plugin's external view is registered
     plugins = airflow.request("GET", "/api/v2/plugins")["plugins"]
     views = [v for p in plugins if p["name"] == "urgentflow" for v in p["external_views"]]
-    assert views and views[0]["href"] == "/urgentflow/ui/machines"
+    assert {v["name"]: v["href"] for v in views} == {
+        "Incidents": "/urgentflow/ui/incidents",
+        "Machines": "/urgentflow/ui/machines",
+        "Services": "/urgentflow/ui/services",
+    }
     assert "/machines" in airflow.http.get("/urgentflow/openapi.json").json()["paths"]
 
 
