@@ -21,11 +21,16 @@ demo: venv testbed
 	$(PY) scripts/runtime.py start
 	$(PY) scripts/demo.py
 
+# Embedded mode: the S3 server, the catalog and every installed test-bed part (Slurm, Docker, Grid Engine:
+# nothing is installed here), then the runtime; the `local` machine needs nothing running.
 up: venv
+	scripts/testbed start --installed
 	$(PY) scripts/runtime.py start
 
+# Stops the runtime and the test bed (every part of it); all data is kept for the next `make up`.
 stop:
 	@test -x $(PY) && $(PY) scripts/runtime.py stop || true
+	scripts/testbed stop
 
 testbed: venv
 	scripts/testbed start
