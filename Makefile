@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo up stop test lint unit testbed testbed-stop bench lock clean
+.PHONY: venv demo up stop test lint unit testbed testbed-stop bench lock clean up-scaled stop-scaled worker worker-stop
 
 venv: $(STAMP)
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
@@ -31,6 +31,24 @@ up: venv
 stop:
 	@test -x $(PY) && $(PY) scripts/runtime.py stop || true
 	scripts/testbed stop
+
+# Scaled mode (CeleryExecutor; the machine's Redis and Postgres): a second, separate instance on port 8090.
+# `make worker NAME=w2 QUEUES=default,transfer` adds a Celery worker (LOG_PORT=<port> for a second one on
+# the same host); `make stop-scaled` stops the instance and its workers.
+NAME ?= w1
+QUEUES ?= default,transfer
+CONCURRENCY ?= 2
+up-scaled: venv
+	$(PY) scripts/runtime.py --mode scaled start
+
+stop-scaled:
+	@test -x $(PY) && $(PY) scripts/runtime.py --mode scaled stop || true
+
+worker: venv
+	$(PY) scripts/runtime.py --mode scaled worker --name $(NAME) --queues $(QUEUES) --concurrency $(CONCURRENCY) $(if $(LOG_PORT),--log-port $(LOG_PORT))
+
+worker-stop:
+	$(PY) scripts/runtime.py --mode scaled stop-worker --name $(NAME)
 
 testbed: venv
 	scripts/testbed start

@@ -7,6 +7,9 @@
     scripts/runtime.py status    what runs, pids, URLs, memory (exit 3 when not fully running)
     scripts/runtime.py env       `export ...` lines to run `airflow` CLI commands against the runtime
     scripts/runtime.py token     print a JWT of the admin user (POST /auth/token)
+    scripts/runtime.py --mode scaled start|stop|restart|status|env|token   the scaled (Celery) instance
+    scripts/runtime.py --mode scaled worker --name w1 [--queues default,transfer] [--concurrency 2]
+                       [--log-port N | --skip-serve-logs]   start a Celery worker (stop-worker --name w1)
 
 State lives under $URGENTFLOW_HOME/runtime (default /var/lib/urgentflow/runtime as root):
 pg/ (database), airflow/ (AIRFLOW_HOME, task logs), logs/<component>.log, run/ (pid files),
@@ -14,6 +17,15 @@ secrets.json and passwords.json (mode 600, generated once). The configuration is
 variables only; AIRFLOW__*, AIRFLOW_CONN_* and AIRFLOW_VAR_* set by the caller win over ours (an
 AIRFLOW__DATABASE__SQL_ALCHEMY_CONN of the caller replaces the embedded Postgres).
 Ports: URGENTFLOW_API_PORT (8080), URGENTFLOW_WORKER_LOG_PORT (8793), URGENTFLOW_TRIGGER_LOG_PORT (8794).
+
+Scaled mode (``--mode scaled`` or URGENTFLOW_MODE=scaled) is a second, fully separate instance:
+CeleryExecutor with the machine's Redis as broker (redis://127.0.0.1:6379/5) and the machine's Postgres
+for metadata and Celery results (database urgentflow_airflow_scaled, created if missing); the same DAGs,
+plugins and test-bed connections; state in $URGENTFLOW_HOME/runtime-scaled (URGENTFLOW_SCALED_RUNTIME);
+ports URGENTFLOW_SCALED_API_PORT (8090), URGENTFLOW_SCALED_WORKER_LOG_PORT (8795),
+URGENTFLOW_SCALED_TRIGGER_LOG_PORT (8796). Celery workers are started one by one with `worker` (on this
+host or another one that reaches the same broker, database and API); staging tasks go to the queue
+``transfer`` ([urgentflow] transfer_queue), everything else to ``default``.
 """
 
 from __future__ import annotations
@@ -77,6 +89,85 @@ WORKER_LOG_PORT = int(os.environ.get("URGENTFLOW_WORKER_LOG_PORT", "8793"))
 TRIGGER_LOG_PORT = int(os.environ.get("URGENTFLOW_TRIGGER_LOG_PORT", "8794"))
 HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
 
+# -- scaled mode (CeleryExecutor): its own state, ports, database and broker --------------------------
+MODES = ("default", "scaled")
+MODE = "default"
+SCALED_DB_NAME = "urgentflow_airflow_scaled"
+SCALED_DB_URL = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{SCALED_DB_NAME}"
+SCALED_BROKER_URL = "redis://127.0.0.1:6379/5"
+TRANSFER_QUEUE = "transfer"
+WORKER_PREFIX = "worker-"
+
+
+def scaled_runtime_dir() -> Path:
+    return Path(os.environ.get("URGENTFLOW_SCALED_RUNTIME") or default_home() / "runtime-scaled")
+
+
+def use_mode(mode: str) -> None:
+    """Point the module's paths and ports at the instance of ``mode`` (the default needs no call)."""
+    global MODE, RUNTIME, PG_DIR, AIRFLOW_HOME, LOG_DIR, RUN_DIR, SECRETS_FILE, MIGRATED_STAMP, CONFIG_STAMP
+    global WORKER_LOG_PORT, TRIGGER_LOG_PORT
+    if mode not in MODES:
+        raise fail(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+    if mode == "default":
+        return
+    MODE = mode
+    RUNTIME = scaled_runtime_dir()
+    PG_DIR = RUNTIME / "pg"  # never created: scaled mode has no embedded Postgres
+    AIRFLOW_HOME = RUNTIME / "airflow"
+    LOG_DIR = RUNTIME / "logs"
+    RUN_DIR = RUNTIME / "run"
+    SECRETS_FILE = RUNTIME / "secrets.json"
+    MIGRATED_STAMP = RUN_DIR / "migrated"
+    CONFIG_STAMP = RUN_DIR / "config.json"
+    WORKER_LOG_PORT = int(os.environ.get("URGENTFLOW_SCALED_WORKER_LOG_PORT", "8795"))
+    TRIGGER_LOG_PORT = int(os.environ.get("URGENTFLOW_SCALED_TRIGGER_LOG_PORT", "8796"))
+
+
+def scaled() -> bool:
+    return MODE == "scaled"
+
+
+def instance_api_port() -> int:
+    return int(os.environ.get("URGENTFLOW_SCALED_API_PORT", "8090")) if scaled() else api_port()
+
+
+def instance_passwords_file() -> Path:
+    return RUNTIME / "passwords.json" if scaled() else passwords_file()
+
+
+def instance_client(timeout: float = 30.0) -> AirflowClient:
+    if not scaled():
+        return AirflowClient(timeout=timeout)
+    password = None
+    with contextlib.suppress(FileNotFoundError, KeyError, ValueError):
+        password = str(json.loads(instance_passwords_file().read_text())[USERNAME])
+    return AirflowClient(base=f"http://127.0.0.1:{instance_api_port()}", password=password, timeout=timeout)
+
+
+def scaled_settings() -> dict[str, str]:
+    """What scaled mode changes in the default configuration (the caller's AIRFLOW__* still win)."""
+    db_url = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or SCALED_DB_URL
+    return {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": SCALED_DB_URL,
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        # the scheduler's cap on queued + running tasks (deferred ones do not count); workers have their own
+        "AIRFLOW__CORE__PARALLELISM": "16",
+        "AIRFLOW__CELERY__BROKER_URL": SCALED_BROKER_URL,
+        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{db_url}",
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+        # Celery's own default, said explicitly (the provider warns otherwise): an unacknowledged message
+        # of a dead worker comes back after this; Airflow finds such tasks long before (below)
+        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "21600",
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "default",
+        "AIRFLOW__URGENTFLOW__TRANSFER_QUEUE": TRANSFER_QUEUE,
+        # A worker that dies mid-task stops its tasks' heartbeats: fail (and retry) them after 30 s, not 5 min
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+        # A task whose message a dead worker had taken but not started stays queued: requeue it after 5 min
+        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
+    }
+
 
 @dataclass(frozen=True)
 class Component:
@@ -88,7 +179,7 @@ class Component:
 
 
 def components() -> list[Component]:
-    port = api_port()
+    port = instance_api_port()
     return [
         Component(
             "api-server",
@@ -96,7 +187,10 @@ def components() -> list[Component]:
             port,
             "the Airflow API server and UI",
         ),
-        Component("scheduler", ("scheduler",), WORKER_LOG_PORT, "the scheduler's log server", True),
+        # with Celery the workers serve task logs, not the scheduler
+        Component("scheduler", ("scheduler",), None, "")
+        if scaled()
+        else Component("scheduler", ("scheduler",), WORKER_LOG_PORT, "the scheduler's log server", True),
         Component("dag-processor", ("dag-processor",), None, ""),
         Component("triggerer", ("triggerer",), TRIGGER_LOG_PORT, "the triggerer's log server", True),
     ]
@@ -144,7 +238,7 @@ def load_secrets() -> dict[str, str]:
 
 
 def ensure_password() -> None:
-    path = passwords_file()
+    path = instance_passwords_file()
     if path.exists():
         with contextlib.suppress(KeyError, ValueError):
             if json.loads(path.read_text())[USERNAME]:
@@ -158,6 +252,8 @@ def embedded_db_url() -> str:
 
 
 def uses_embedded_db() -> bool:
+    if scaled():
+        return False
     given = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
     return not given or given == embedded_db_url()
 
@@ -174,7 +270,7 @@ def pg_bin(name: str) -> Path:
 def config_env() -> dict[str, str]:
     """Everything that configures the components (what `env` prints and what a restart compares)."""
     sec = load_secrets()
-    base = f"http://127.0.0.1:{api_port()}"
+    base = f"http://127.0.0.1:{instance_api_port()}"
     env = {
         "URGENTFLOW_HOME": str(default_home()),
         "URGENTFLOW_ROOT": str(ROOT),
@@ -191,11 +287,11 @@ def config_env() -> dict[str, str]:
             "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
         ),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file()),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(instance_passwords_file()),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
         "AIRFLOW__API__BASE_URL": base,
         "AIRFLOW__API__HOST": API_HOST,
-        "AIRFLOW__API__PORT": str(api_port()),
+        "AIRFLOW__API__PORT": str(instance_api_port()),
         "AIRFLOW__API__SECRET_KEY": sec["api_secret_key"],
         "AIRFLOW__API_AUTH__JWT_SECRET": sec["jwt_secret"],
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
@@ -203,6 +299,8 @@ def config_env() -> dict[str, str]:
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(WORKER_LOG_PORT),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(TRIGGER_LOG_PORT),
     }
+    if scaled():
+        env.update(scaled_settings())
     env.update(connection_env())
     for key, value in os.environ.items():  # the caller's Airflow settings win
         if key.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_")):
@@ -481,7 +579,7 @@ def check_port(comp: Component) -> None:
 
 def health() -> dict | None:
     try:
-        with AirflowClient(timeout=3.0) as client:
+        with instance_client(timeout=3.0) as client:
             return client.health()
     except ApiError:
         return None
@@ -569,6 +667,161 @@ def migrate(env: dict[str, str], fresh: bool) -> None:
     say(f"database migrated in {time.monotonic() - t0:.1f} s")
 
 
+# -- scaled mode: the machine's Postgres and Redis, Celery workers -----------------------------------
+
+
+def where(url: str) -> str:
+    """``host:port/db`` of a database or broker URL: what may be printed (never the credentials)."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url.removeprefix("db+"))
+    return f"{u.host or 'localhost'}:{u.port or ''}/{u.database or ''}"
+
+
+def prepare_scaled(config: dict[str, str]) -> bool:
+    """Check the broker answers and create the metadata database when it is missing (True: created)."""
+    import psycopg2
+    import redis
+    from sqlalchemy.engine import make_url
+
+    broker = config["AIRFLOW__CELERY__BROKER_URL"]
+    if broker.startswith(("redis://", "rediss://")):
+        try:
+            redis.Redis.from_url(broker, socket_timeout=5, socket_connect_timeout=5).ping()
+        except redis.RedisError as exc:
+            raise fail(f"the Celery broker (Redis at {where(broker)}) does not answer: {exc}") from None
+    url = make_url(config["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    if not url.drivername.startswith("postgresql"):
+        say(f"using the database at {where(str(url))} as is")
+        return False
+    try:
+        conn = psycopg2.connect(
+            host=url.host or "127.0.0.1",
+            port=url.port or 5432,
+            user=url.username or "postgres",
+            password=url.password,
+            dbname="postgres",
+            connect_timeout=10,
+        )
+    except psycopg2.Error as exc:
+        raise fail(f"cannot reach Postgres at {where(str(url))}: {str(exc).strip()}") from None
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (url.database,))
+            if cur.fetchone():
+                return False
+            cur.execute(f'CREATE DATABASE "{url.database}"')
+            say(f"database {url.database} created on {where(str(url))}")
+            return True
+    finally:
+        conn.close()
+
+
+def worker_names() -> list[str]:
+    return sorted(n.removeprefix(WORKER_PREFIX) for n in recorded() if n.startswith(WORKER_PREFIX))
+
+
+def worker_ready(log: Path, offset: int, name: str) -> bool:
+    """Celery logs ``<name>@<host> ready.`` once it consumes its queues."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode(errors="replace")
+    except FileNotFoundError:
+        return False
+    return re.search(rf"\b{re.escape(name)}@\S+ ready\.", text) is not None
+
+
+def cmd_worker(args: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="runtime.py --mode scaled worker")
+    parser.add_argument("--name", required=True, help="worker name; Celery calls it <name>@<host>")
+    parser.add_argument("--queues", default=f"default,{TRANSFER_QUEUE}", help="queues it consumes")
+    parser.add_argument("--concurrency", type=int, default=2, help="tasks it runs at once")
+    logs = parser.add_mutually_exclusive_group()
+    logs.add_argument("--log-port", type=int, help="port of its task-log server (one per worker and host)")
+    logs.add_argument(
+        "--skip-serve-logs", action="store_true", help="serve no task logs (same host as another)"
+    )
+    opts = parser.parse_args(args)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}", opts.name):
+        raise fail(f"worker name {opts.name!r}: letters, digits, - and _ only (at most 40)")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+(,[A-Za-z0-9_-]+)*", opts.queues):
+        raise fail(f"queues {opts.queues!r}: a comma-separated list of names")
+    if not 1 <= opts.concurrency <= 64:
+        raise fail("--concurrency must be between 1 and 64")
+    t0 = time.monotonic()
+    with locked():
+        prepare_dirs()
+        comp_name = f"{WORKER_PREFIX}{opts.name}"
+        if running_pid(comp_name):
+            say(f"worker {opts.name} is already running (pid {running_pid(comp_name)})")
+            return 0
+        if comp_name in recorded():
+            stop_components([comp_name])  # what is left of a worker that died
+        if not all(running_pid(c.name) for c in components()):
+            say("note: the scaled instance is not (fully) running here; the worker waits for its broker")
+        config = config_env()
+        env = process_env(config)
+        port = opts.log_port or WORKER_LOG_PORT
+        if not opts.skip_serve_logs:
+            env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(port)
+            if not port_free(port, wildcard=True):
+                holder, cmd = port_holder(port)
+                raise fail(
+                    f"port {port} (the task-log server of worker {opts.name}) is in use by "
+                    f"{f'pid {holder}: {cmd}' if holder else 'another process'}. Give this worker "
+                    f"--log-port <free port>, or --skip-serve-logs when another worker of this host serves them."
+                )
+        argv = [
+            "celery",
+            "worker",
+            "--celery-hostname",
+            f"{opts.name}@%h",
+            "--queues",
+            opts.queues,
+            "--concurrency",
+            str(opts.concurrency),
+            "--pid",
+            str(RUN_DIR / f"{comp_name}.celery-pid"),
+        ]
+        if opts.skip_serve_logs:
+            argv.append("--skip-serve-logs")
+        log = LOG_DIR / f"{comp_name}.log"
+        offset = log.stat().st_size if log.exists() else 0
+        rotated = log.exists() and offset > 10 * 1024 * 1024
+        pid = launch(Component(comp_name, tuple(argv), None, ""), env)
+        offset = 0 if rotated else offset
+        say(f"worker {opts.name} started (pid {pid}, queues {opts.queues}, concurrency {opts.concurrency})")
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if not alive(pid):
+                stop_components([comp_name])
+                raise fail(f"worker {opts.name} exited. Last lines of {log}:\n{tail(log)}")
+            if worker_ready(log, offset, opts.name):
+                say(f"worker {opts.name} ready in {time.monotonic() - t0:.1f} s (log {log})")
+                return 0
+            time.sleep(0.5)
+        stop_components([comp_name])
+        raise fail(
+            f"worker {opts.name} not ready after {START_TIMEOUT:.0f} s. Last lines of {log}:\n{tail(log)}"
+        )
+
+
+def cmd_stop_worker(args: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="runtime.py --mode scaled stop-worker")
+    parser.add_argument("--name", required=True)
+    opts = parser.parse_args(args)
+    with locked():
+        stopped = stop_components([f"{WORKER_PREFIX}{opts.name}"])
+    say(("stopped " + ", ".join(stopped)) if stopped else f"worker {opts.name} was not running")
+    return 0
+
+
 # -- commands ----------------------------------------------------------------------------------------
 
 
@@ -589,9 +842,9 @@ def prepare_dirs() -> None:
 
 
 def urls() -> list[str]:
-    base = f"http://127.0.0.1:{api_port()}"
+    base = f"http://127.0.0.1:{instance_api_port()}"
     return [
-        f"UI {base}  (user {USERNAME}, password in {passwords_file()})",
+        f"UI {base}  (user {USERNAME}, password in {instance_passwords_file()})",
         f"REST API {base}/api/v2  (docs {base}/docs)  component logs in {LOG_DIR}",
     ]
 
@@ -628,6 +881,8 @@ def cmd_start() -> int:
             check_port(comp)
         if embedded:
             fresh = start_pg()
+        elif scaled():
+            fresh = prepare_scaled(config)
         else:
             say("using the database of AIRFLOW__DATABASE__SQL_ALCHEMY_CONN as is")
             fresh = False
@@ -719,10 +974,18 @@ def cmd_status() -> int:
         pid = running_pid(comp.name)
         complete &= pid is not None
         print(f"{comp.name:<14} {'running, pid ' + str(pid) if pid else 'stopped'}")
+    for name in worker_names() if scaled() else []:
+        pid = running_pid(f"{WORKER_PREFIX}{name}")
+        print(f"{'worker ' + name:<14} {'running, pid ' + str(pid) if pid else 'stopped'}")
     if uses_embedded_db():
         pid = pg_pid()
         complete &= pid is not None
         print(f"{'postgres':<14} {f'running, pid {pid}, socket in {PG_DIR}' if pid else 'stopped'}")
+    elif scaled():
+        config = config_env()
+        db, broker = config["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], config["AIRFLOW__CELERY__BROKER_URL"]
+        print(f"{'postgres':<14} {where(db)} (the machine's; Celery results there too)")
+        print(f"{'broker':<14} {where(broker)} (Redis)")
     else:
         print(f"{'postgres':<14} external (AIRFLOW__DATABASE__SQL_ALCHEMY_CONN)")
     report = health()
@@ -750,7 +1013,7 @@ def cmd_env() -> int:
 
 def cmd_token() -> int:
     try:
-        with AirflowClient() as client:
+        with instance_client() as client:
             print(client.token())
     except ApiError as exc:
         print(f"[runtime] ERROR: {exc}", file=sys.stderr)
@@ -759,6 +1022,16 @@ def cmd_token() -> int:
 
 
 def main(argv: list[str]) -> int:
+    mode = os.environ.get("URGENTFLOW_MODE") or "default"
+    if argv[:1] == ["--mode"] and len(argv) > 1:
+        mode, argv = argv[1], argv[2:]
+    elif argv[:1] and argv[0].startswith("--mode="):
+        mode, argv = argv[0].split("=", 1)[1], argv[1:]
+    use_mode(mode)
+    if scaled() and argv[:1] == ["worker"]:
+        return cmd_worker(argv[1:])
+    if scaled() and argv[:1] == ["stop-worker"]:
+        return cmd_stop_worker(argv[1:])
     commands = {
         "start": cmd_start,
         "stop": cmd_stop,

@@ -6,12 +6,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
+from airflow.sdk.configuration import conf
 
 from operators.catalog.catalog import Catalog, Producer
 from operators.hpc.hook import BatchHook, run_workdir
 from operators.storage.assets import event_extra, record_outlet_events
 from operators.storage.hook import ObjectStoreHook
 from operators.storage.staging import list_outputs, stage_in, stage_out
+
+# Queue of the staging tasks: ``[urgentflow] transfer_queue`` when set (scaled mode sets ``transfer`` so
+# data movement runs on the workers near the data), else Airflow's default queue. Read once, like
+# Airflow's own operator defaults; a ``queue=`` argument or DAG default_args still win. The
+# LocalExecutor ignores queues.
+TRANSFER_QUEUE: str = conf.get("urgentflow", "transfer_queue", fallback="") or conf.get_mandatory_value(
+    "operators", "default_queue"
+)
 
 
 class StageToMachineOperator(BaseOperator):
@@ -32,9 +41,10 @@ class StageToMachineOperator(BaseOperator):
         dest_dir: str | None = None,
         method: str = "presigned",
         object_store_conn_id: str = "object_store",
+        queue: str = TRANSFER_QUEUE,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(queue=queue, **kwargs)
         self.machine = machine
         self.keys = keys
         self.dest_dir = dest_dir
@@ -88,9 +98,10 @@ class StageFromMachineOperator(BaseOperator):
         incident_id: str | None = None,
         object_store_conn_id: str = "object_store",
         catalog_conn_id: str = "catalog_db",
+        queue: str = TRANSFER_QUEUE,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(queue=queue, **kwargs)
         self.key_prefix = key_prefix
         self.machine = machine
         self.source_dir = source_dir
