@@ -9,7 +9,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from operators.hpc.operators import BatchJobOperator
-from operators.incidents import Perimeter, Point, Region, Weather, param_schema
+from operators.incidents import NAME_PATTERN, Perimeter, Point, Region, Weather, param_schema
 from operators.machines.operators import SelectMachineOperator
 from operators.services.operators import StartServiceOperator
 from operators.storage.assets import PUBLISHED
@@ -73,7 +73,7 @@ def _wildfire(module: str) -> Any:
             pattern=INCIDENT_ID_PATTERN,
             description="set by POST /incidents; empty: a new incident is recorded",
         ),
-        "name": Param("Demo fire, Serra de Monchique", type="string", minLength=1, maxLength=200),
+        "name": Param("Demo fire, Serra de Monchique", type="string", pattern=NAME_PATTERN),
         "ignition": Param({"lat": 37.30, "lon": -8.55}, **param_schema(Point)),
         "region": Param(
             {"min_lon": -8.65, "min_lat": 37.22, "max_lon": -8.45, "max_lat": 37.38}, **param_schema(Region)

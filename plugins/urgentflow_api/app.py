@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
 
 from urgentflow_api import incidents, incidents_page, machines, observations, orders, services
 from urgentflow_api.limits import BodyLimit
 
 URL_PREFIX = "/urgentflow"
+# What Airflow's token check says (with 403) about a token it cannot verify: forged, garbled, wrong key.
+INVALID_TOKEN = "Invalid JWT token"  # noqa: S105 - a message, not a password
+
+
+async def invalid_token_is_401(request: Request, exc: Exception) -> Response:
+    """A token that fails verification authenticates nobody: 401 with ``WWW-Authenticate`` (RFC 6750),
+    like a missing or expired one, rather than Airflow's 403 (kept for a valid user without the right)."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 403 and exc.detail == INVALID_TOKEN:
+        return JSONResponse(
+            status_code=401,
+            content={"detail": INVALID_TOKEN},
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    return await http_exception_handler(request, exc)
 
 
 def create_app() -> FastAPI:
@@ -22,5 +39,6 @@ def create_app() -> FastAPI:
     app.include_router(machines.router)
     app.include_router(services.router)
     app.include_router(orders.router)
+    app.add_exception_handler(HTTPException, invalid_token_is_401)
     app.add_middleware(BodyLimit)
     return app

@@ -161,7 +161,12 @@ text-anchor="middle" fill="#757575">no map yet</text></svg>"""
 @router.get(
     "/incidents/{incident_id}/thumbnail",
     summary="The burn-probability map of the incident's latest successful run (a redirect to it), or a placeholder",
-    responses={307: {"description": "redirect to the map"}, 404: {"description": "no such incident"}},
+    response_class=Response,
+    responses={
+        200: {"description": "placeholder: no map yet", "content": {"image/svg+xml": {}}},
+        307: {"description": "redirect to the map"},
+        404: {"description": "no such incident"},
+    },
 )
 def thumbnail(incident_id: str, user: GetUserDep) -> Response:
     catalog = Catalog()

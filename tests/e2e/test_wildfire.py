@@ -92,6 +92,12 @@ def test_bad_incidents_are_refused_with_field_errors_and_leave_nothing(airflow: 
             "/urgentflow/incidents", content=body, headers={**headers, "Content-Type": "application/json"}
         )
         assert response.status_code == status and response.json()["detail"], response.text[:300]
+    # plain Airflow REST checks the same rules through the DAG's params schema
+    for conf in ({"name": "line\nbreak"}, {"ensemble_size": 0}, {"weather": {"wind_speed_ms": -1}}):
+        response = airflow.http.post(
+            f"/api/v2/dags/{DAG}/dagRuns", json={"logical_date": None, "conf": conf}, headers=headers
+        )
+        assert response.status_code == 400, (conf, response.text)
     assert {i["incident_id"] for i in airflow.request("GET", "/urgentflow/incidents")} == before
     assert len(airflow.list_runs(DAG)) == runs_before
 

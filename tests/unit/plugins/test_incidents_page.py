@@ -179,3 +179,10 @@ def test_render_escapes_run_ids_and_empty_page() -> None:
     page = render_page([row])
     assert '"><b>' not in page and "r%22%3E%3Cb%3E" in page and "weird&lt;state&gt;" in page
     assert "No incidents yet." in render_page([])
+
+
+def test_thumbnail_documents_what_it_serves(app: FastAPI) -> None:
+    """The OpenAPI spec says 200 is an SVG placeholder (schemathesis found it documented as JSON)."""
+    responses = app.openapi()["paths"]["/incidents/{incident_id}/thumbnail"]["get"]["responses"]
+    assert set(responses["200"]["content"]) == {"image/svg+xml"}
+    assert {"307", "404"} <= set(responses)
