@@ -106,13 +106,17 @@ class SlurmAdapter(BatchAdapter):
     def status_command(self, jobs: Sequence[JobRef]) -> str:
         ids = _ids(jobs)
         return (
-            f"squeue -h -t all -j {ids} -o '{SQUEUE_FORMAT}' 2>/dev/null; echo '{SECTION}'; "
+            f"squeue -h -t all -j {ids} -o '{SQUEUE_FORMAT}' 2>&1 || echo '{SQUEUE_FAILED}'; echo '{SECTION}'; "
             f"sacct -X -P -n -j {ids} -o {SACCT_FIELDS} 2>/dev/null; echo '{SECTION}'; "
             + exit_files_command(jobs)
         )
 
     def parse_status(self, stdout: str, jobs: Sequence[JobRef]) -> dict[str, JobStatus]:
         sections = [*split_sections(stdout), [], [], []]
+        if SQUEUE_FAILED in sections[0] and not any(UNKNOWN_IDS in line for line in sections[0]):
+            # the controller did not answer (down, restarting): a failed poll, not news about the jobs
+            text = " ".join(line for line in sections[0] if line != SQUEUE_FAILED)
+            raise ValueError(f"squeue failed: {text or 'no output'}")
         queue = _rows(sections[0])
         acct = _rows(sections[1])
         exit_codes = parse_exit_files(sections[2], jobs)
@@ -209,6 +213,10 @@ def _exit_code(field: str) -> int | None:
     return int(code) if code.isdigit() else None
 
 
+SQUEUE_FAILED = "#urgentflow-queue-unreadable"
+UNKNOWN_IDS = "Invalid job id specified"  # squeue's answer when none of the ids is in the queue
+
+
 def _judge(
     job_id: str, queue: list[str] | None, acct: list[str] | None, exit_codes: dict[str, int]
 ) -> JobStatus:
@@ -229,9 +237,17 @@ def _judge(
         reason = queue[3] if len(queue) > 3 else ""
         return JobStatus(job_id, state, code, native_state=queue[2], reason=reason)
     if acct and acct_state is not None:
-        # sacct lags squeue: a job that just left the queue may still read PENDING/RUNNING here
-        # (or be the accounting placeholder named "allocation"); keep polling until it is final.
-        return JobStatus(job_id, acct_state, None, native_state=acct[2])
+        # Not in the queue, yet accounting says PENDING/RUNNING: sacct lags squeue by seconds when a
+        # job just ended (the unknown-grace polls wait for it), or slurmctld lost the job (a crash
+        # before its state was saved: accounting then says PENDING for ever). UNKNOWN either way, so
+        # a job that never shows up again ends instead of being watched for ever.
+        return JobStatus(
+            job_id,
+            JobState.UNKNOWN,
+            None,
+            native_state=acct[2],
+            reason=f"not in the queue; accounting still says {acct[2]}",
+        )
     if file_code is not None:
         state = JobState.COMPLETED if file_code == 0 else JobState.FAILED
         return JobStatus(job_id, state, file_code, native_state="exit-file")

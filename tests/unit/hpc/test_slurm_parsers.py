@@ -8,7 +8,7 @@ import pytest
 
 from operators.hpc.adapters import JobRef
 from operators.hpc.adapters.base import SECTION
-from operators.hpc.adapters.slurm import SlurmAdapter, map_state
+from operators.hpc.adapters.slurm import SQUEUE_FAILED, SlurmAdapter, map_state
 from operators.hpc.states import JobState
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "slurm"
@@ -63,8 +63,24 @@ def test_live_jobs_come_from_squeue_with_reasons() -> None:
 
 
 def test_accounting_placeholder_is_not_an_end() -> None:
+    # out of the queue but PENDING in accounting: sacct lagging (the grace polls wait) or a job the
+    # controller lost in a crash (accounting says PENDING for ever): UNKNOWN, never terminal at once
     out = status_output(sacct=fixture("sacct_placeholder_while_running.txt"))
-    assert slurm.parse_status(out, refs("55"))["55"].state is JobState.PENDING
+    status = slurm.parse_status(out, refs("55"))["55"]
+    assert status.state is JobState.UNKNOWN and not status.state.terminal
+    assert "accounting still says PENDING" in status.reason
+
+
+def test_an_unreachable_controller_is_a_failed_poll_not_news_about_jobs() -> None:
+    down = "slurm_load_jobs error: Unable to contact slurm controller (connect failure)\n" + SQUEUE_FAILED
+    with pytest.raises(ValueError, match="squeue failed: slurm_load_jobs error: Unable to contact"):
+        slurm.parse_status(status_output(squeue=down, sacct=fixture("sacct_running_pending.txt")), refs("42"))
+
+
+def test_ids_the_queue_no_longer_knows_are_judged_from_accounting() -> None:
+    gone = "slurm_load_jobs error: Invalid job id specified\n" + SQUEUE_FAILED
+    out = status_output(squeue=gone, sacct=fixture("sacct_running_pending.txt"))
+    assert slurm.parse_status(out, refs("42"))["42"].state is JobState.UNKNOWN
 
 
 def test_exit_file_judges_a_job_nobody_remembers() -> None:
