@@ -68,9 +68,14 @@ unit: venv
 test: venv lint testbed
 	$(VENV)/bin/pytest
 
-# Quick benchmark set (figures and commands in benchmarks/README.md); needs the test bed.
+# Quick benchmark set, about 5 minutes (figures, full-size commands and readings in benchmarks/README.md):
+# job watching at N = 10, 100; trigger-to-running latency over 10 incidents; a 50-member ensemble.
+# Needs the test bed and the runtime (make up); every job it submits is cancelled at the end.
 bench: venv testbed
 	$(PY) benchmarks/job_watch.py --sizes 10,100
+	$(PY) scripts/runtime.py start
+	$(PY) benchmarks/latency.py --runs 10
+	$(PY) benchmarks/throughput.py --members 50 --seconds 2
 
 lock:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^urgentflow' > constraints.txt.new

@@ -4,8 +4,10 @@ For each N it submits N real Slurm jobs (held, so they stay watchable for the wh
 watches all of them for ``--window`` seconds twice: once with our BatchJobTrigger machinery (one
 poller per machine) and once with N real ``SSHRemoteJobTrigger`` instances (providers-ssh, installed
 version) pointed at the same jobs' exit-code files. It counts remote commands and SSH connection
-opens (wrapping the peer's own connect/run methods) and the CPU time of this process, then cancels the
-jobs. Run: ``.venv/bin/python benchmarks/job_watch.py --sizes 10,100,500``.
+opens (wrapping the peer's own connect/run methods), the CPU time of this process and its RSS growth
+during the window (peak VmRSS, sampled every 0.2 s, minus VmRSS just before), then cancels the jobs.
+The RSS figures are growth over what the process already holds: run a size alone (``--sizes 1000``)
+for figures untouched by earlier rounds. Run: ``.venv/bin/python benchmarks/job_watch.py --sizes 10,100,500``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def submit_held(hook: BatchHook, n: int, tag: str) -> list[JobRef]:
     script = f"{workdir}/job.sh"
     hook.transport.run(f"mkdir -p {workdir} && printf '#!/bin/bash\\nsleep 1\\n' > {script}").check("prepare")
     out = hook.transport.run(
-        f"for i in $(seq 1 {n}); do sbatch --parsable -H -J uf-bench-{tag} -o /dev/null {script}; done"
+        f"for i in $(seq 1 {n}); do sbatch --parsable -H -J uf-bench-{tag} -o /dev/null {script}; done",
+        timeout=max(60.0, n * 0.3),
     ).check("submit")
     ids = [line.strip() for line in out.stdout.splitlines() if line.strip().isdigit()]
     assert len(ids) == n, out.stderr[-500:]
@@ -109,15 +112,41 @@ async def watch_peer(conn_id: str, jobs: list[JobRef], interval: float, window: 
     return counts
 
 
-def measure(coro: Coroutine[Any, Any, Any]) -> tuple[float, Any]:
-    """CPU seconds of this process while ``coro`` runs; tasks still stuck afterwards are abandoned."""
-    cpu = time.process_time()
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def with_peak_rss(coro: Coroutine[Any, Any, Any]) -> tuple[Any, int]:
+    """Run ``coro`` while sampling this process's RSS; (its result, the peak RSS in KiB)."""
+    peak = rss_kib()
+
+    async def sample() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, rss_kib())
+            await asyncio.sleep(0.2)
+
+    sampler = asyncio.ensure_future(sample())
+    try:
+        result = await coro
+    finally:
+        sampler.cancel()
+    return result, max(peak, rss_kib())
+
+
+def measure(coro: Coroutine[Any, Any, Any]) -> tuple[float, float, Any]:
+    """CPU seconds and RSS growth (MiB) of this process while ``coro`` runs; tasks still stuck
+    afterwards are abandoned."""
+    cpu, before = time.process_time(), rss_kib()
     loop = asyncio.new_event_loop()
     try:
-        result = loop.run_until_complete(coro)
+        result, peak = loop.run_until_complete(with_peak_rss(coro))
     finally:
         loop.close()
-    return time.process_time() - cpu, result
+    return time.process_time() - cpu, (peak - before) / 1024, result
 
 
 def main() -> int:
@@ -135,24 +164,26 @@ def main() -> int:
         f"machine {args.machine}, poll interval {args.interval:g} s, window {args.window:g} s ({intervals:g} intervals)"
     )
     print(
-        f"{'N':>5} | {'ours cmd/int':>12} {'conns':>5} {'CPU s':>6} | {'peer cmd/int':>12} {'conns':>5} {'refused':>7} {'CPU s':>6} | {'fewer cmds':>10}"
+        f"{'N':>5} | {'ours cmd/int':>12} {'conns':>5} {'CPU s':>6} {'RSS +MiB':>8} | "
+        f"{'peer cmd/int':>12} {'conns':>5} {'refused':>7} {'CPU s':>6} {'RSS +MiB':>8} | {'fewer cmds':>10}"
     )
     for n in [int(s) for s in args.sizes.split(",")]:
         jobs = submit_held(hook, n, f"n{n}-{int(time.time())}")
         try:
             before_cmd, before_conn = STATS[f"{conn_id}:commands"], STATS[f"{conn_id}:connects"]
-            ours_cpu, _ = measure(watch_ours(conn_id, jobs, args.interval, args.window))
+            ours_cpu, ours_rss, _ = measure(watch_ours(conn_id, jobs, args.interval, args.window))
             ours_cmd = STATS[f"{conn_id}:commands"] - before_cmd
             ours_conn = STATS[f"{conn_id}:connects"] - before_conn
-            peer_cpu, peer = measure(watch_peer(conn_id, jobs, args.interval, args.window))
+            peer_cpu, peer_rss, peer = measure(watch_peer(conn_id, jobs, args.interval, args.window))
         finally:
             with contextlib.suppress(Exception):
                 hook.cancel([j.job_id for j in jobs])
         assert isinstance(peer, dict)
         ratio = (peer["commands"] / ours_cmd) if ours_cmd else float("inf")
         print(
-            f"{n:>5} | {ours_cmd / intervals:>12.1f} {ours_conn:>5} {ours_cpu:>6.2f} | "
-            f"{peer['commands'] / intervals:>12.1f} {peer['connects']:>5} {peer['connect_failures']:>7} {peer_cpu:>6.2f} | {ratio:>9.0f}x"
+            f"{n:>5} | {ours_cmd / intervals:>12.1f} {ours_conn:>5} {ours_cpu:>6.2f} {ours_rss:>8.1f} | "
+            f"{peer['commands'] / intervals:>12.1f} {peer['connects']:>5} {peer['connect_failures']:>7} "
+            f"{peer_cpu:>6.2f} {peer_rss:>8.1f} | {ratio:>9.0f}x"
             + (
                 f"  (peer: {peer['stuck_at_end']} triggers still stuck 15 s after cancel)"
                 if peer.get("stuck_at_end")
