@@ -1,5 +1,6 @@
 """Faults injected while an ensemble runs on the real test bed: the machine's sshd killed (every
-session with it) or stalled for 30 s, its slurmctld killed, the catalog's Postgres restarted. Each run
+session with it) or stalled for 30 s, its slurmctld killed, the catalog's Postgres restarted, Airflow's
+own Postgres killed (then the runtime restarted). Each run
 must end in success with exactly one Slurm job per member; while sshd is down the triggerer must not
 flood the host (TCP connection attempts are counted by an iptables rule).
 
@@ -12,6 +13,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -176,4 +178,21 @@ def test_catalog_postgres_restart_mid_run_leaves_the_catalog_consistent(airflow:
         ["pg_lsclusters", "-h"], capture_output=True, text=True, check=True, timeout=30
     ).stdout.split()[:2]
     subprocess.run(["pg_ctlcluster", version, cluster, "restart"], check=True, timeout=120)
+    assert_one_job_per_member(airflow, run_id)
+
+
+def test_metadata_postgres_killed_then_runtime_restarted_loses_nothing(airflow: AirflowClient) -> None:
+    run_id = start_ensemble(airflow, seconds=20)
+    postmaster = urgentflow_home() / "runtime" / "pg" / "postmaster.pid"
+    os.kill(pid_of(postmaster), signal.SIGKILL)  # Airflow's own database dies under the running components
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    restarted = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "runtime.py"), "restart"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     assert_one_job_per_member(airflow, run_id)
