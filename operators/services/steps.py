@@ -41,11 +41,14 @@ def upstream_outputs(results: Sequence[Mapping[str, Any]]) -> dict[str, dict[str
     return found
 
 
-def parse_report(last_line: Any, expected: set[str]) -> dict[str, dict[str, Any]]:
-    """The container's ``URGENTFLOW_OUTPUTS {name: {sha256, size}}`` line, checked against ``expected``."""
-    if not isinstance(last_line, str) or not last_line.startswith(OUTPUTS_MARKER):
-        raise StepOutputError("the container's last output line is not its outputs report")
-    report = json.loads(last_line[len(OUTPUTS_MARKER) :])
+def parse_report(lines: Any, expected: set[str]) -> dict[str, dict[str, Any]]:
+    """The container's last ``URGENTFLOW_OUTPUTS {name: {sha256, size}}`` line among its log ``lines``
+    (stdout and stderr interleave in Docker's log: a stderr line may come after it), checked against
+    ``expected``."""
+    reports = [line for line in lines or [] if isinstance(line, str) and line.startswith(OUTPUTS_MARKER)]
+    if not reports:
+        raise StepOutputError("the container printed no outputs report")
+    report = json.loads(reports[-1][len(OUTPUTS_MARKER) :])
     if not isinstance(report, dict) or set(report) != expected:
         raise StepOutputError(f"the container reported outputs {sorted(report)}, expected {sorted(expected)}")
     for name, item in report.items():
@@ -89,7 +92,8 @@ class ContainerStepOperator(DockerOperator):
     ) -> None:
         kwargs.setdefault("mount_tmp_dir", False)
         kwargs.setdefault("auto_remove", "force")
-        super().__init__(docker_conn_id=None, **kwargs)
+        # every log line back from DockerOperator.execute: the report is looked up among them
+        super().__init__(docker_conn_id=None, xcom_all=True, **kwargs)
         self.outputs = dict(outputs)
         self.output_prefix = output_prefix
         self.inputs = inputs

@@ -17,13 +17,15 @@ NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 def test_report_must_name_exactly_the_expected_outputs() -> None:
     line = OUTPUTS_MARKER + json.dumps({"a.json": {"sha256": SHA, "size": 3}})
-    assert parse_report(line, {"a.json"}) == {"a.json": {"sha256": SHA, "size": 3}}
+    assert parse_report([line], {"a.json"}) == {"a.json": {"sha256": SHA, "size": 3}}
+    # Docker interleaves stdout and stderr: a stderr line may arrive after the report
+    assert parse_report(["fetching", line, "stored a.json: 3 B"], {"a.json"})["a.json"]["size"] == 3
     for bad in (
         None,
-        "done",
-        line.replace("a.json", "b.json"),
-        line.replace(SHA, "x"),
-        line.replace("3", "-1"),
+        ["done"],
+        [line.replace("a.json", "b.json")],
+        [line.replace(SHA, "x")],
+        [line.replace("3", "-1")],
     ):
         with pytest.raises(StepOutputError):
             parse_report(bad, {"a.json"})
