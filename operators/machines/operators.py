@@ -33,13 +33,14 @@ def statuses_for(
     probe_timeout: float,
     log: Any,
 ) -> dict[str, dict[str, Any]]:
-    """The catalog's status rows younger than ``max_age_seconds``; machines without one are probed now
-    (and the result recorded, so the next caller and the status page see it)."""
+    """The catalog's status rows younger than ``max_age_seconds``; machines without one, or whose row
+    says ``down`` (a machine back from an outage must not stay excluded until the next status run),
+    are probed now (and the result recorded, so the next caller and the status page see it)."""
     found: dict[str, dict[str, Any]] = {}
     if catalog is not None:
         try:
             rows = catalog.latest_machine_status(max_age_seconds)
-            found = {name: dict(rows[name]) for name in machines if name in rows}
+            found = {n: dict(rows[n]) for n in machines if n in rows and rows[n].get("state") != "down"}
         except Exception as exc:  # the catalog is an aid here, not a requirement
             log.warning("Machine status from the catalog unavailable (%s); probing live", exc)
             catalog = None
