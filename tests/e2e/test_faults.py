@@ -173,14 +173,40 @@ def test_slurmctld_killed_and_restarted_keeps_every_job_tracked(airflow: Airflow
     os.kill(pid_of(ctld), signal.SIGKILL)
     time.sleep(10)
     testbed("start", "slurm")
-    assert_one_job_per_member(airflow, run_id, lost_ok=True, on_poll=release_jobs_held_by_slurm)
+    try:
+        assert_one_job_per_member(airflow, run_id, lost_ok=True, on_poll=release_jobs_held_by_slurm)
+    finally:
+        resume_drained_nodes()
+
+
+def slurm_env() -> dict[str, str]:
+    return {**os.environ, "SLURM_CONF": str(urgentflow_home() / "testbed" / "slurm" / MACHINE / "slurm.conf")}
+
+
+def resume_drained_nodes() -> None:
+    """The admin's other chore after a controller crash: a node that reported jobs the restarted
+    controller had forgotten is drained ("Duplicate jobid"); put it back in service for later tests."""
+    out = subprocess.run(
+        ["sinfo", "-h", "-N", "-t", "drained,draining", "-o", "%N"],
+        capture_output=True,
+        text=True,
+        env=slurm_env(),
+        timeout=30,
+    ).stdout
+    for node in sorted(set(out.split())):
+        subprocess.run(
+            ["scontrol", "update", f"nodename={node}", "state=resume"],
+            env=slurm_env(),
+            timeout=30,
+            check=False,
+        )
 
 
 def release_jobs_held_by_slurm(run: dict, tis: list[dict]) -> None:
     """What the site's admin does after a controller crash: Slurm requeues a job whose launch failed
     during the crash and holds it ("launch failed requeued held", an admin hold a user cannot release);
     urgentflow keeps watching such a job (PENDING, with that reason) until it is released."""
-    env = {**os.environ, "SLURM_CONF": str(urgentflow_home() / "testbed" / "slurm" / MACHINE / "slurm.conf")}
+    env = slurm_env()
     out = subprocess.run(
         ["squeue", "-h", "-t", "PD", "-o", "%i|%r"], capture_output=True, text=True, env=env, timeout=30
     ).stdout
