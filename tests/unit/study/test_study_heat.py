@@ -32,6 +32,18 @@ def test_generate_is_reproducible_and_checked() -> None:
     assert one == two and one != heat.generate(12, 50.0, seed=4)
     assert heat.Problem.from_dict(one.to_dict()) == one
     assert 1 <= len(one.sources) <= 3 and all(0 <= v <= 10 for v in one.boundary.values())
+    assert all(
+        0.2 <= s["x"] <= 0.8 and 0.2 <= s["y"] <= 0.8 and 0.05 <= s["width"] <= 0.15 for s in one.sources
+    )
+    assert all(25.0 <= s["strength"] <= 50.0 for s in one.sources)
+    # the source field is exactly the recorded Gaussians, recomputed here with numpy
+    centres = (np.arange(12) + 1) / 13
+    x, y = np.meshgrid(centres, centres)
+    expected = sum(
+        s["strength"] * np.exp(-((x - s["x"]) ** 2 + (y - s["y"]) ** 2) / (2 * s["width"] ** 2))
+        for s in one.sources
+    )
+    assert np.allclose(np.asarray(one.q), expected, rtol=1e-12, atol=1e-12)
     assert max(map(max, one.q)) <= 50.0 * len(one.sources)
     with pytest.raises(ValueError):
         heat.generate(1, 50.0, 0)
