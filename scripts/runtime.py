@@ -68,6 +68,7 @@ warnings.filterwarnings("ignore", module="platformdirs")  # pgserver: "XDG_RUNTI
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from airflow_client import USERNAME, AirflowClient, ApiError, api_port, passwords_file, runtime_dir  # noqa: E402
+from auth_users import USERS  # noqa: E402
 from connections import connection_env, default_home  # noqa: E402
 
 AIRFLOW_BIN = VENV / "bin" / "airflow"
@@ -238,13 +239,43 @@ def load_secrets() -> dict[str, str]:
 
 
 def ensure_password() -> None:
+    """A password for every user of ``auth_users.USERS`` (kept once generated; missing ones added)."""
     path = instance_passwords_file()
-    if path.exists():
-        with contextlib.suppress(KeyError, ValueError):
-            if json.loads(path.read_text())[USERNAME]:
-                path.chmod(0o600)
-                return
-    write_private(path, json.dumps({USERNAME: secrets.token_urlsafe(16)}) + "\n")
+    current: dict[str, str] = {}
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        current = {k: v for k, v in json.loads(path.read_text()).items() if isinstance(v, str) and v}
+    missing = {name: secrets.token_urlsafe(16) for name in USERS if name not in current}
+    if missing or not path.exists():
+        write_private(path, json.dumps({**current, **missing}, indent=1) + "\n")
+    path.chmod(0o600)
+
+
+def ensure_users(env: dict[str, str]) -> None:
+    """The users and roles of ``scripts/auth_users.py`` in the FAB auth manager, when they (or their
+    passwords, or the database) changed since the last start."""
+    script = ROOT / "scripts" / "auth_users.py"
+    stamp_file = RUN_DIR / "users"
+    stamp = hashlib.sha256(
+        script.read_bytes() + instance_passwords_file().read_bytes() + MIGRATED_STAMP.read_bytes()
+    ).hexdigest()
+    if stamp_file.exists() and stamp_file.read_text() == stamp:
+        return
+    log = LOG_DIR / "migrate.log"
+    with open(log, "ab") as out:
+        rc = subprocess.run(
+            [str(VENV / "bin" / "python"), str(script), str(instance_passwords_file())],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(AIRFLOW_HOME),
+            check=False,
+            timeout=300,
+        ).returncode
+    if rc != 0:
+        raise fail(f"creating the users failed (exit {rc}). Last lines of {log}:\n{tail(log)}")
+    stamp_file.write_text(stamp)
+    say(f"users: {', '.join(f'{u} ({r})' for u, r in USERS.items())}")
 
 
 def embedded_db_url() -> str:
@@ -283,11 +314,8 @@ def config_env() -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__FERNET_KEY": sec["fernet_key"],
-        "AIRFLOW__CORE__AUTH_MANAGER": (
-            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-        ),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(instance_passwords_file()),
+        # per-DAG permissions: Airflow's FAB auth manager (users and roles: scripts/auth_users.py)
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
         "AIRFLOW__API__BASE_URL": base,
         "AIRFLOW__API__HOST": API_HOST,
@@ -887,6 +915,7 @@ def cmd_start() -> int:
             say("using the database of AIRFLOW__DATABASE__SQL_ALCHEMY_CONN as is")
             fresh = False
         migrate(env, fresh)
+        ensure_users(env)
 
         launched: dict[str, float] = {}
         pids: dict[str, int] = {}

@@ -1,6 +1,6 @@
 """Incidents: ``POST /incidents`` (a catalog row and a DAG run, both or neither), ``GET /incidents``,
 ``GET /incidents/{id}`` (runs, batch jobs with their machines, result datasets with download links,
-services). Triggering goes through Airflow's own REST API with the caller's credentials, so Airflow's
+services). Runs are created and failed in process through Airflow's own code (``airflow_api``), so Airflow's
 checks (permissions, the DAG's params schema) apply exactly as for ``POST /api/v2/dags/{id}/dagRuns``.
 """
 
@@ -10,14 +10,13 @@ import re
 from datetime import timedelta
 from typing import Any
 
-import httpx
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from operators.catalog.catalog import Catalog
 from operators.incidents import WildfireIncident, new_incident_id
-from urgentflow_api.airflow_api import allowed, api_base, credentials, trigger_run
+from urgentflow_api.airflow_api import allowed, fail_run, trigger_run
 
 router = APIRouter()
 DAG_OF_KIND = {"wildfire": "wildfire_forecast"}
@@ -40,6 +39,7 @@ def create_incident(incident: WildfireIncident, request: Request, user: GetUserD
     catalog.create_incident(incident_id, incident.kind, payload)
     run = trigger_run(
         request,
+        user,
         dag_id,
         {"logical_date": None, "conf": {"incident_id": incident_id, **payload}},
         undo=lambda: catalog.delete_incident(incident_id),
@@ -139,30 +139,26 @@ LIVE_RUN_STATES = ("queued", "running")
     summary="Cancel an incident: its live runs fail (their batch jobs are cancelled), its services stop",
     responses={404: {"description": "no such incident"}, 403: {"description": "no right"}},
 )
-def cancel_incident(incident_id: str, request: Request, user: GetUserDep) -> dict[str, Any]:
+def cancel_incident(incident_id: str, user: GetUserDep) -> dict[str, Any]:
     catalog = Catalog()
     row = catalog.incident(incident_id) if INCIDENT_ID.match(incident_id) else None
     if row is None or not allowed(user, DAG_OF_KIND.get(row["kind"], ""), "GET"):
         raise HTTPException(status_code=404, detail=f"no incident {incident_id!r}")
     if not allowed(user, DAG_OF_KIND[row["kind"]], "PUT"):
         raise HTTPException(status_code=403, detail="you may not change these runs")
+    # marked first, so no new data or reforecast starts meanwhile; put back if a run cannot be failed
     catalog.set_incident_status(incident_id, "cancelled")
     failed_runs, stopped = [], []
-    for run in catalog.runs_of_incident(incident_id):
-        if run["state"] in LIVE_RUN_STATES:
-            # through Airflow's API: deferred tasks lose their triggers, whose on_kill cancels the jobs
-            response = httpx.patch(
-                f"{api_base(request)}/api/v2/dags/{run['dag_id']}/dagRuns/{run['run_id']}",
-                json={"state": "failed"},
-                headers=credentials(request),
-                timeout=30,
-            )
-            if response.status_code != 200:
-                raise HTTPException(
-                    status_code=502, detail=f"could not fail run {run['run_id']}: {response.text[:300]}"
-                )
-            failed_runs.append(run["run_id"])
-        stopped += _stop_services(catalog, run["dag_id"], run["run_id"])
+    try:
+        for run in catalog.runs_of_incident(incident_id):
+            # in process, as Airflow's PATCH would: deferred tasks lose their triggers, whose cleanup
+            # cancels the batch jobs
+            if run["state"] in LIVE_RUN_STATES and fail_run(user, run["dag_id"], run["run_id"]):
+                failed_runs.append(run["run_id"])
+            stopped += _stop_services(catalog, run["dag_id"], run["run_id"])
+    except Exception:
+        catalog.set_incident_status(incident_id, row["status"])
+        raise
     return {
         "incident_id": incident_id,
         "status": "cancelled",

@@ -2,8 +2,8 @@
 file) is size-limited, validated, checksummed, stored, catalogued and announced as an Asset event that
 starts ``ingest_observation`` — all of it or nothing: a rejected upload leaves no object, row or event.
 
-The Asset event is created through Airflow's own ``POST /api/v2/assets/events`` with the caller's
-credentials, so Airflow's asset permissions apply as they would to a direct call.
+The Asset event is created in process through Airflow's own code for ``POST /api/v2/assets/events``
+as the caller (``airflow_api.asset_event``), so Airflow's asset permissions apply as to a direct call.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import httpx
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
@@ -24,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from operators.catalog.catalog import Catalog, Producer
 from operators.incidents import ObservationError, WildfireIncident, parse_observation
 from operators.storage.assets import OBSERVATIONS
-from urgentflow_api.airflow_api import allowed, api_base, credentials
+from urgentflow_api.airflow_api import allowed, asset_event
 from urgentflow_api.incidents import DAG_OF_KIND, INCIDENT_ID
 
 router = APIRouter()
@@ -71,7 +70,7 @@ async def push_data(
         change = parse_observation(kind, body, WildfireIncident.model_validate(row["payload"]))
     except ObservationError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
-    stored = await run_in_threadpool(_store, request, incident_id, kind, object_name, body, change)
+    stored = await run_in_threadpool(_store, request, user, incident_id, kind, object_name, body, change)
     return JSONResponse(status_code=201, content=stored)
 
 
@@ -114,7 +113,13 @@ async def _body(request: Request) -> bytes:
 
 
 def _store(
-    request: Request, incident_id: str, kind: str, name: str, body: bytes, change: dict[str, Any] | None
+    request: Request,
+    user: Any,
+    incident_id: str,
+    kind: str,
+    name: str,
+    body: bytes,
+    change: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """Store and catalogue the data, then announce it; the object and row are removed again when the
     announcement fails (both or neither)."""
@@ -138,41 +143,9 @@ def _store(
         "changes": sorted(change or {}),
     }
     try:
-        event = _announce(request, extra)
-    except HTTPException:
+        event_id = asset_event(user, OBSERVATIONS.uri, extra)
+    except BaseException:
         catalog.delete_dataset(dataset_id)
         store.delete(stored.key)
         raise
-    return {**extra, "asset_event_id": event.get("id")}
-
-
-def _announce(request: Request, extra: dict[str, Any]) -> dict[str, Any]:
-    """An ``urgentflow_observations`` Asset event through Airflow's REST API (with the caller's rights)."""
-    base, headers = f"{api_base(request)}/api/v2", credentials(request)
-    try:
-        found = httpx.get(
-            f"{base}/assets", params={"uri_pattern": OBSERVATIONS.uri}, headers=headers, timeout=30
-        )
-        assets = (
-            [a for a in found.json().get("assets", []) if a.get("uri") == OBSERVATIONS.uri]
-            if found.is_success
-            else []
-        )
-        if not assets:
-            raise HTTPException(
-                status_code=503 if found.is_success else found.status_code,
-                detail="the urgentflow_observations asset is not known to Airflow (is ingest_observation deployed?)",
-            )
-        created = httpx.post(
-            f"{base}/assets/events",
-            json={"asset_id": assets[0]["id"], "extra": extra},
-            headers=headers,
-            timeout=30,
-        )
-    except httpx.HTTPError as exc:
-        raise HTTPException(status_code=503, detail=f"could not announce the data: {exc}") from None
-    if not created.is_success:
-        raise HTTPException(
-            status_code=created.status_code, detail=f"could not announce the data: {created.text[:300]}"
-        )
-    return dict(created.json())
+    return {**extra, "asset_event_id": event_id}

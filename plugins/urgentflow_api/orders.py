@@ -1,6 +1,6 @@
 """Orders (IVCAP-style): ``POST /orders`` (a ``queued`` order row and its analytics_order DAG run, both or
 neither), ``GET /orders``, ``GET /orders/{id}`` (state, exit code, reason, inputs, outputs with download
-links). The run is created through Airflow's own REST API with the caller's credentials, so Airflow's
+links). The run is created in process through Airflow's own code (``airflow_api``) as the caller, so Airflow's
 checks (permissions, the DAG's params schema) apply as for ``POST /api/v2/dags/{id}/dagRuns``.
 """
 
@@ -47,6 +47,7 @@ def create_order(order: OrderRequest, request: Request, user: GetUserDep) -> JSO
     )
     trigger_run(
         request,
+        user,
         DAG_ID,
         {"dag_run_id": run_id, "logical_date": None, "conf": {"order_id": order_id, **order.model_dump()}},
         undo=lambda: orders.delete_order(order_id),

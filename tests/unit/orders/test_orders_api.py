@@ -1,5 +1,5 @@
 """POST/GET /orders through FastAPI's TestClient: Airflow's user dependency (401 without a token), the
-permission check, the catalog and Airflow's REST API (httpx) faked at their boundary."""
+permission check, the catalog and Airflow's in-process run creation faked at their boundary."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-import httpx
 import pytest
 from airflow.api_fastapi.core_api.security import get_user
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
 
 from operators.storage.hook import ObjectStoreHook
@@ -65,23 +64,29 @@ class User:
 
 
 class FakeAirflow:
-    """Airflow's REST API: records each trigger; answers with the new run unless ``answer`` is set."""
+    """Airflow's run creation: records each trigger; creates the run unless ``answer`` is an error."""
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
-        self.answer: httpx.Response | Exception | None = None
+        self.answer: Exception | None = None
 
-    def post(self, url: str, json: dict[str, Any], headers: dict[str, str], timeout: float) -> httpx.Response:
-        self.calls.append({"url": url, "json": json, "headers": headers})
-        if isinstance(self.answer, Exception):
+    def create_run(self, request: Any, user: User, dag_id: str, post: Any) -> dict[str, Any]:
+        self.calls.append(
+            {
+                "dag_id": dag_id,
+                "user": user,
+                "json": post.model_dump(include={"dag_run_id", "logical_date", "conf"}),
+            }
+        )
+        if self.answer is not None:
             raise self.answer
-        return self.answer or httpx.Response(200, json={"dag_run_id": json["dag_run_id"], "state": "queued"})
+        return {"dag_run_id": post.dag_run_id, "state": "queued"}
 
 
 @pytest.fixture
 def airflow(monkeypatch: pytest.MonkeyPatch) -> FakeAirflow:
     fake = FakeAirflow()
-    monkeypatch.setattr(airflow_api.httpx, "post", fake.post)
+    monkeypatch.setattr(airflow_api, "create_run", fake.create_run)
     return fake
 
 
@@ -89,7 +94,12 @@ def airflow(monkeypatch: pytest.MonkeyPatch) -> FakeAirflow:
 def app(monkeypatch: pytest.MonkeyPatch) -> FastAPI:
     FakeOrders.rows = {}
     monkeypatch.setattr(orders, "OrderCatalog", FakeOrders)
-    monkeypatch.setattr(orders, "allowed", lambda user, dag_id, method: f"{method} {dag_id}" in user.rights)
+
+    def allowed(user: User, dag_id: str, method: str) -> bool:
+        return f"{method} {dag_id}" in user.rights
+
+    monkeypatch.setattr(orders, "allowed", allowed)
+    monkeypatch.setattr(airflow_api, "allowed", allowed)
     monkeypatch.setattr(
         ObjectStoreHook, "presigned_get", lambda self, key, expires: f"http://s3.test/{key}?X-Amz-Signature=s"
     )
@@ -130,8 +140,8 @@ def test_an_order_is_recorded_queued_and_its_run_started_as_the_caller(
     order_id, run_id = created["order_id"], created["run_id"]
     assert run_id == f"order__{order_id}" and created["state"] == "queued"
     (call,) = airflow.calls
-    assert call["url"].endswith("/api/v2/dags/analytics_order/dagRuns")
-    assert call["headers"] == {"Authorization": "Bearer t0ken"}
+    assert call["dag_id"] == "analytics_order"
+    assert call["user"].rights == {"POST analytics_order", "GET analytics_order"}, "created as the caller"
     assert call["json"] == {
         "dag_run_id": run_id,
         "logical_date": None,
@@ -175,9 +185,10 @@ def test_without_the_right_to_trigger_it_is_403_and_leaves_nothing(
 @pytest.mark.parametrize(
     ("answer", "status"),
     [
-        (httpx.Response(400, json={"detail": "conf does not match the params"}), 400),
-        (httpx.Response(403, json={"detail": "forbidden"}), 403),
-        (httpx.ConnectError("refused"), 503),
+        (HTTPException(400, "conf does not match the params"), 400),
+        (HTTPException(404, "no such DAG"), 404),
+        (RuntimeError("database gone"), 503),
+        (ValueError("anything else Airflow raises"), 503),
     ],
 )
 def test_a_refused_or_failed_trigger_removes_the_order(
