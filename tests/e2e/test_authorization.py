@@ -239,8 +239,8 @@ def test_an_op_may_report_keep_alive_and_cancel(
         "GET", "/api/v2/eventLogs", params={"event_pattern": "urgentflow", "run_id": created["run_id"]}
     )
     assert {(e["event"], e["owner"]) for e in audit["event_logs"]} == {
-        ("urgentflow.trigger_dag_run", "op"),
-        ("urgentflow.fail_dag_run", "op"),
+        ("urgentflow.trigger_dag_run", role),
+        ("urgentflow.fail_dag_run", role),
     }
 
 
