@@ -222,10 +222,11 @@ def test_read_only_users_get_403_on_every_write_of_a_dag_they_can_read(
     assert Catalog().incident(wildfire["incident_id"])["status"] != "cancelled"
 
 
-def test_an_op_may_report_keep_alive_and_cancel(
-    users: dict[str, AirflowClient], wildfire: dict[str, Any]
+@pytest.mark.parametrize("role", ["op", "user"])
+def test_an_op_or_user_may_report_keep_alive_and_cancel(
+    users: dict[str, AirflowClient], wildfire: dict[str, Any], role: str
 ) -> None:
-    op = users["op"]
+    op = users[role]
     kept = op.request("POST", f"/urgentflow/services/{wildfire['service_id']}/keepalive")
     assert kept["service_id"] == wildfire["service_id"]
     created = op.request("POST", "/urgentflow/incidents", json=INCIDENT, ok=(201,))
