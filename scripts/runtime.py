@@ -162,9 +162,6 @@ def scaled_settings() -> dict[str, str]:
         "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "21600",
         "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "default",
         "AIRFLOW__URGENTFLOW__TRANSFER_QUEUE": TRANSFER_QUEUE,
-        # A worker that dies mid-task stops its tasks' heartbeats: fail (and retry) them after 30 s, not 5 min
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
         # A task whose message a dead worker had taken but not started stays queued: requeue it after 5 min
         "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
     }
@@ -322,6 +319,14 @@ def config_env() -> dict[str, str]:
         "AIRFLOW__API__PORT": str(instance_api_port()),
         "AIRFLOW__API__SECRET_KEY": sec["api_secret_key"],
         "AIRFLOW__API_AUTH__JWT_SECRET": sec["jwt_secret"],
+        # Recovery after a crash within a minute, not 5 (issue 16): a task whose process died (a killed
+        # worker, or the scheduler's session with its LocalExecutor workers) stops heartbeating and is
+        # failed and retried (its retry re-attaches to its batch job) after 30 s; tasks queued by a dead
+        # scheduler are reset when its job is 30 s silent ([scheduler] scheduler_health_check_threshold),
+        # looked for every 15 s instead of every 300 s.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "15",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(WORKER_LOG_PORT),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from airflow_client import AirflowClient, runtime_dir
+from recovery import seconds_until_moving, wait_until_submitting
 
 from operators.catalog.catalog import Catalog
 from operators.hpc.hook import BatchHook
@@ -115,6 +116,48 @@ def test_failing_member_names_state_exit_code_and_stderr(airflow: AirflowClient,
     assert "ended FAILED" in log and "exit code 3" in log and "member 1 drill failure" in log, log[-3000:]
 
 
+def kill_and_restart(component: str) -> None:
+    """kill -9 the component's whole process session (a scheduler's LocalExecutor workers with it), then
+    ``scripts/runtime.py start`` (it starts what is missing)."""
+    pid = int((runtime_dir() / "run" / f"{component}.pid").read_text().split()[0])
+    os.killpg(os.getpgid(pid), signal.SIGKILL)
+    # as the e2e fixture does: the runtime configures itself, AIRFLOW* of the test process stay out
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    runtime = Path(__file__).resolve().parents[2] / "scripts" / "runtime.py"
+    restarted = subprocess.run(
+        [sys.executable, str(runtime), "start"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+
+
+def test_scheduler_killed_while_members_submit_moves_again_within_a_minute(airflow: AirflowClient) -> None:
+    """The scheduler's session is killed while members are in workers submitting: after the restart
+    every member is watched again (deferred) within 60 s, each by the one job it submitted (re-attached,
+    never submitted twice)."""
+    members = 8
+    airflow.wait_for_dag(DAG, timeout=90)
+    airflow.unpause(DAG)
+    run_id = airflow.trigger(DAG, {"machine": "alpha", "members": members, "seconds": 40})["dag_run_id"]
+    at_kill = wait_until_submitting(airflow, DAG, run_id, "member", members)
+    kill_and_restart("scheduler")
+    restarted = time.monotonic()
+    moved = seconds_until_moving(airflow, DAG, run_id, "member", restarted)
+    print(
+        f"scheduler killed with members {at_kill}; all members moving again {moved:.1f} s after the restart"
+    )
+    assert moved <= 60, f"members stuck for {moved:.0f} s after the restart"
+    final = airflow.wait_for_run(DAG, run_id, timeout=400)
+    assert final["state"] == "success"
+    jobs = jobs_of_run(airflow, run_id, members)
+    names = {j["name"] for j in jobs}
+    assert sorted(submitted_names("alpha", names)) == sorted(names), "re-attached: one job per member"
+
+
 @pytest.mark.parametrize("component", ["triggerer", "scheduler"])
 def test_component_killed_mid_run_loses_and_duplicates_nothing(
     airflow: AirflowClient, component: str
@@ -136,21 +179,7 @@ def test_component_killed_mid_run_loses_and_duplicates_nothing(
     else:
         pytest.fail("members did not all defer within 120 s")
 
-    pid = int((runtime_dir() / "run" / f"{component}.pid").read_text().split()[0])
-    os.killpg(os.getpgid(pid), signal.SIGKILL)
-    # as the e2e fixture does: the runtime configures itself, AIRFLOW* of the test process stay out
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    runtime = Path(__file__).resolve().parents[2] / "scripts" / "runtime.py"
-    restarted = subprocess.run(
-        [sys.executable, str(runtime), "start"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
-
+    kill_and_restart(component)
     final = airflow.wait_for_run(DAG, run_id, timeout=400)
     assert final["state"] == "success"
     jobs = jobs_of_run(airflow, run_id, members)

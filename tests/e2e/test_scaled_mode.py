@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 from airflow_client import USERNAME, AirflowClient
 from connections import default_home
+from recovery import seconds_until_moving, wait_until_submitting
 
 from operators.catalog.catalog import Catalog
 from operators.hpc.hook import BatchHook
@@ -285,3 +286,21 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(scaled: Scaled) -> N
         assert where[("simulate", index)] == {NEAR_DATA}, "retried on the worker that is left"
     jobs = one_job_per_member(scaled.client, run_id)
     print("re-attached on retry:", {i: jobs[i]["reattached"] for i in victims})
+
+
+def test_scheduler_killed_while_members_submit_moves_again_within_a_minute(scaled: Scaled) -> None:
+    """The scheduler's session is killed while members are being submitted (the Celery workers live on):
+    after the restart every member is watched again or done within 60 s, one batch job each."""
+    run_id = trigger(scaled)
+    at_kill = wait_until_submitting(scaled.client, DAG, run_id, "simulate", MEMBERS, timeout=300)
+    pid = int((scaled_dir() / "run" / "scheduler.pid").read_text().split()[0])
+    os.killpg(os.getpgid(pid), signal.SIGKILL)
+    started = runtime("start")
+    assert started.returncode == 0, started.stdout + started.stderr
+    restarted = time.monotonic()
+    moved = seconds_until_moving(scaled.client, DAG, run_id, "simulate", restarted)
+    print(f"scaled scheduler killed with members {at_kill}; all moving again {moved:.1f} s after the restart")
+    assert moved <= 60, f"members stuck for {moved:.0f} s after the restart"
+    final = scaled.client.wait_for_run(DAG, run_id, timeout=600)
+    assert final["state"] == "success"
+    one_job_per_member(scaled.client, run_id)
