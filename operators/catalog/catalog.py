@@ -243,6 +243,15 @@ class Catalog:
             (dag_id, run_id),
         )
 
+    def unfinished_jobs(self, min_age_seconds: float, limit: int = 1000) -> list[dict[str, Any]]:
+        """Our jobs not known to have ended, last updated at least ``min_age_seconds`` ago."""
+        return self._all(
+            "SELECT machine, native_id, name, dag_id, run_id, task_id, map_index, state FROM jobs"
+            " WHERE state IN ('SUBMITTED', 'REATTACHED', 'PENDING', 'RUNNING', 'UNKNOWN')"
+            " AND updated_at < now() - make_interval(secs => %s::float8) ORDER BY updated_at LIMIT %s",
+            (min_age_seconds, limit),
+        )
+
     def jobs_on(self, machine: str, limit: int = 50) -> list[dict[str, Any]]:
         """Our newest jobs on ``machine``: what the machine page shows."""
         return self._all(

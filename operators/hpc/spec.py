@@ -34,6 +34,10 @@ def judged_file(workdir: str, name: str) -> str:
     return f"{workdir}/{name}.judged"
 
 
+def exit_file(workdir: str, name: str) -> str:
+    return f"{workdir}/{name}.exit"
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """A batch job. ``command`` is an argv list: every element is quoted, so values stay data.
@@ -96,7 +100,7 @@ class JobSpec:
 
     @property
     def exit_file(self) -> str:
-        return f"{self.workdir}/{self.name}.exit"
+        return exit_file(self.workdir, self.name)
 
     @property
     def record_file(self) -> str:

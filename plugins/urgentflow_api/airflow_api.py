@@ -142,7 +142,8 @@ def create_run(request: Request, user: Any, dag_id: str, post: Any) -> dict[str,
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        run = trigger_dag_run(dag_id, post, _dag_bag(), user, session, request)
+        # the route function returns the DagRun row (FastAPI serialises it as its response model)
+        run: Any = trigger_dag_run(dag_id, post, _dag_bag(), user, session, request)
         created = {"dag_run_id": run.run_id, "state": str(run.state)}
         _audit(session, user, "trigger_dag_run", dag_id, run.run_id, {"conf_keys": sorted(post.conf or {})})
     return created

@@ -13,8 +13,9 @@ import pytest
 from airflow_client import AirflowClient, runtime_dir
 from recovery import seconds_until_moving, wait_until_submitting
 
-from operators.catalog.catalog import Catalog
-from operators.hpc.hook import BatchHook
+from operators.catalog.catalog import Catalog, Producer
+from operators.hpc.hook import BatchHook, job_name, job_workdir
+from operators.hpc.spec import JobSpec
 
 pytestmark = pytest.mark.e2e
 DAG = "hpc_drill"
@@ -280,3 +281,64 @@ def test_auto_machine_is_selected_and_the_decision_is_kept(airflow: AirflowClien
     considered = {c["machine"] for c in decision["candidates"]}
     assert {"alpha", "beta", "local"} <= considered
     assert decision["chosen"]["machine"] == chosen["machine"]
+
+
+def test_orphan_sweep_cancels_jobs_no_task_instance_owns_and_spares_watched_ones(
+    airflow: AirflowClient,
+) -> None:
+    """A job whose task instance does not exist (as after a run or task deleted, or marked failed before
+    any triggerer watched it) is cancelled by ``batch_orphan_sweep``, marked judged and recorded
+    CANCELLED; the job of a member that is deferred on it is left running."""
+    airflow.wait_for_dag(DAG, timeout=90)
+    airflow.unpause(DAG)
+    run_id = airflow.trigger(DAG, {"machine": "alpha", "members": 1, "seconds": 60})["dag_run_id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        member = {
+            t["map_index"]: t["state"]
+            for t in airflow.task_instances(DAG, run_id)
+            if t["task_id"] == "member"
+        }
+        if member.get(0) == "deferred":
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("the member did not defer within 120 s")
+    (watched,) = jobs_of_run(airflow, run_id, 1)
+
+    hook = BatchHook("alpha")
+    name = job_name(DAG, run_id, "member", 7)  # a task instance this run does not have
+    spec = JobSpec(
+        name=name,
+        command=["sleep", "600"],
+        workdir=job_workdir(hook.machine.workdir, DAG, run_id, "member", 7),
+        walltime_minutes=15,
+        partition=hook.machine.default_partition,
+    )
+    orphan_id, _ = hook.submit(spec)
+    Catalog().record_job(
+        machine="alpha",
+        native_id=orphan_id,
+        name=name,
+        state="SUBMITTED",
+        producer=Producer(dag_id=DAG, run_id=run_id, task_id="member", map_index=7),
+    )
+
+    airflow.wait_for_dag("batch_orphan_sweep", timeout=90)
+    airflow.unpause("batch_orphan_sweep")
+    sweep_run = airflow.trigger("batch_orphan_sweep", {"min_age_seconds": 0})["dag_run_id"]
+    assert airflow.wait_for_run("batch_orphan_sweep", sweep_run, timeout=180)["state"] == "success"
+    swept = airflow.xcom("batch_orphan_sweep", sweep_run, "sweep")
+    assert {"machine": "alpha", "job_id": orphan_id, "ti_state": "gone", "recorded": "CANCELLED"} in swept
+    assert watched["job_id"] not in {s["job_id"] for s in swept}
+    deadline = time.monotonic() + 60
+    while not all(s.startswith("CANCELLED") for s in sacct_states("alpha", name) or ["?"]):
+        assert time.monotonic() < deadline, sacct_states("alpha", name)
+        time.sleep(2)
+    assert [
+        s for s in sacct_states("alpha", watched["name"]) if not s.startswith(("RUNNING", "COMPLETED"))
+    ] == []
+    assert hook.find(spec) is None, "the cancelled job is judged: a clear of the task would submit afresh"
+    jobs = {r["native_id"]: r["state"] for r in Catalog().jobs_on("alpha", 200)}
+    assert jobs[orphan_id] == "CANCELLED" and jobs[watched["job_id"]] != "CANCELLED"
+    assert airflow.wait_for_run(DAG, run_id, timeout=300)["state"] == "success"
