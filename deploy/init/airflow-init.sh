@@ -4,20 +4,20 @@
 #   1. the shared directories, owned by AIRFLOW_UID:0 as in Airflow's own compose file
 #   2. the HPC login: a client key pair and the Slurm container's host key, made once in volumes
 #      (never in the repository); the client side gets known_hosts pinning that host key
-#   3. the admin password file of Airflow's simple auth manager, from AIRFLOW_ADMIN_PASSWORD
-#   4. Airflow's database (the image's /entrypoint with _AIRFLOW_DB_MIGRATE=true)
+#   3. Airflow's database, FAB's tables included (the image's /entrypoint with _AIRFLOW_DB_MIGRATE=true)
+#   4. the users and roles of the FAB auth manager (scripts/auth_users.py --from-env: each password from
+#      its AIRFLOW_<USER>_PASSWORD, read from the environment: never written to a file or printed).
+#      A password changed in the UI is set back to .env's at the next start: rotate it in .env.
 #   5. the catalog database + migrations and the object-store bucket (deploy/init/prepare.py)
 set -euo pipefail
 
 : "${AIRFLOW_UID:=50000}"
-: "${AIRFLOW_ADMIN_PASSWORD:?set AIRFLOW_ADMIN_PASSWORD (see .env.example)}"
 SSH_CLIENT_DIR=${URGENTFLOW_SSH_CLIENT_DIR:-/opt/urgentflow-ssh/client}
 SSH_SERVER_DIR=${URGENTFLOW_SSH_SERVER_DIR:-/opt/urgentflow-ssh/server}
 HPC_SSH_HOST=${URGENTFLOW_HPC_SSH_HOST:-slurm}
-AUTH_DIR=/opt/airflow/auth
 
 echo "1. directories"
-mkdir -p /opt/airflow/logs "$AUTH_DIR"
+mkdir -p /opt/airflow/logs
 chown -R "$AIRFLOW_UID:0" /opt/airflow/logs
 
 echo "2. HPC ssh keys"
@@ -38,13 +38,11 @@ chmod 600 "$SSH_CLIENT_DIR/id_ed25519"
 chmod 644 "$SSH_CLIENT_DIR/known_hosts" "$SSH_SERVER_DIR/authorized_keys"
 chmod 600 "$SSH_SERVER_DIR/ssh_host_ed25519_key"
 
-echo "3. admin password file"
-(umask 077 && python3 -c 'import json, os, sys; json.dump({"admin": os.environ["AIRFLOW_ADMIN_PASSWORD"]}, sys.stdout)' \
-  > "$AUTH_DIR/passwords.json")
-chown "$AIRFLOW_UID:0" "$AUTH_DIR/passwords.json"
-
-echo "4. Airflow database"
+echo "3. Airflow database"
 /entrypoint airflow version
+
+echo "4. users and roles"
+python3 /opt/urgentflow/scripts/auth_users.py --from-env
 
 echo "5. catalog database and bucket"
 python3 /opt/urgentflow/deploy/init/prepare.py

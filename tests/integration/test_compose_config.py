@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SOCKET_OVERRIDE = ROOT / "deploy" / "compose.docker-socket.yaml"
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 
 
 def generated_env() -> dict[str, str]:
@@ -84,14 +85,23 @@ def test_compose_config_renders_with_a_generated_env(tmp_path: Path) -> None:
     assert '"$${HOSTNAME}"' in " ".join(services["triggerer"]["healthcheck"]["test"])
     assert services["api-server"]["ports"] == [f"127.0.0.1:{env['AIRFLOW_API_PORT']}:8080/tcp"]
     assert services["slurm"]["build"]["args"] == {"BASE": "debian:bookworm-slim"}
+    # the FAB auth manager everywhere; each user's password reaches airflow-init, and only it
+    for name in ("airflow-init", "api-server", "scheduler", "worker"):
+        assert services[name]["environment"]["AIRFLOW__CORE__AUTH_MANAGER"] == FAB_AUTH_MANAGER, name
+    for user in ("ADMIN", "OP", "USER", "VIEWER", "STUDY_READER"):
+        variable = f"AIRFLOW_{user}_PASSWORD"
+        assert services["airflow-init"]["environment"][variable] == env[variable], variable
+        assert variable not in services["api-server"]["environment"], variable
+    assert "airflow-auth" not in (config.get("volumes") or {})
 
 
-def test_compose_refuses_to_render_without_a_secret(tmp_path: Path) -> None:
+@pytest.mark.parametrize("secret", ["MINIO_ROOT_PASSWORD", "AIRFLOW_STUDY_READER_PASSWORD"])
+def test_compose_refuses_to_render_without_a_secret(tmp_path: Path, secret: str) -> None:
     env = generated_env()
-    del env["MINIO_ROOT_PASSWORD"]
+    del env[secret]
     result = compose(tmp_path, env, "config")
     assert result.returncode != 0
-    assert "set MINIO_ROOT_PASSWORD" in result.stderr
+    assert f"set {secret}" in result.stderr
 
 
 def test_docker_socket_override_adds_the_engine_to_the_right_services(tmp_path: Path) -> None:

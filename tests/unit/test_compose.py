@@ -4,6 +4,8 @@ image registry). ``tests/integration/test_compose_config.py`` has docker-compose
 
 from __future__ import annotations
 
+import fnmatch
+import importlib.util
 import json
 import re
 import shlex
@@ -32,6 +34,20 @@ LONG_RUNNING_AIRFLOW = AIRFLOW[1:]
 BACKENDS = ["postgres", "redis", "minio"]
 VARIABLE = re.compile(r"(?<!\$)\$\{(\w+)(?::?([-?])([^}]*))?\}")
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET")
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+
+
+def load_auth_users() -> Any:
+    """scripts/auth_users.py (not a package; importing it imports no Airflow)."""
+    spec = importlib.util.spec_from_file_location("compose_auth_users", ROOT / "scripts" / "auth_users.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+AUTH_USERS = load_auth_users()
+PASSWORD_VARIABLES = [AUTH_USERS.password_variable(name) for name in AUTH_USERS.USERS]
 
 
 def env_of(service: str) -> dict[str, str]:
@@ -44,12 +60,31 @@ def connection(name: str) -> dict[str, Any]:
     return json.loads(VARIABLE.sub(lambda m: f"<{m.group(1)}>", raw))
 
 
-def dockerfile_copies(dockerfile: Path) -> list[str]:
-    sources = []
+def dockerfile_copy_targets(dockerfile: Path) -> dict[str, str]:
+    """Each COPY source of a Dockerfile and where it goes in the image."""
+    targets = {}
     for line in dockerfile.read_text().splitlines():
         words = shlex.split(line) if line.strip().upper().startswith("COPY") else []
-        sources += [w for w in words[1:-1] if not w.startswith("--")]
-    return sources
+        for source in [w for w in words[1:-1] if not w.startswith("--")]:
+            target = words[-1]
+            targets[source] = target + Path(source).name if target.endswith("/") else target
+    return targets
+
+
+def dockerfile_copies(dockerfile: Path) -> list[str]:
+    return list(dockerfile_copy_targets(dockerfile))
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parent directories decides; a
+    ``!`` pattern lets the path in again."""
+    parts = Path(path).parts
+    ignored = False
+    for pattern in patterns:
+        glob = pattern.removeprefix("!").rstrip("/")
+        if any(fnmatch.fnmatchcase("/".join(parts[:i]), glob) for i in range(1, len(parts) + 1)):
+            ignored = not pattern.startswith("!")
+    return ignored
 
 
 def test_every_component_is_there() -> None:
@@ -98,9 +133,10 @@ def test_dockerignore_keeps_secrets_out_and_what_the_image_copies_in() -> None:
         for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line and not line.startswith("#")
     ]
-    assert ".env" in ignored
+    assert dockerignored(".env", ignored) and not dockerignored(".env.example", ignored)
+    assert dockerignored("scripts/runtime.py", ignored)  # of scripts/, only what the image copies
     for source in dockerfile_copies(ROOT / "Dockerfile"):
-        assert not any(source == p or source.startswith(p.rstrip("/") + "/") for p in ignored), source
+        assert not dockerignored(source, ignored), source
 
 
 def test_healthchecks_follow_airflows_compose_file() -> None:
@@ -172,12 +208,8 @@ def test_env_example_names_every_variable_and_fills_no_secret() -> None:
             assert settings[name] == "", f".env.example must leave the secret {name} empty"
     required = {name for name, kind, _ in used if kind == "?"}
     assert {"POSTGRES_PASSWORD", "REDIS_PASSWORD", "MINIO_ROOT_PASSWORD", "CATALOG_DB_PASSWORD"} <= required
-    assert {
-        "AIRFLOW_ADMIN_PASSWORD",
-        "AIRFLOW_FERNET_KEY",
-        "AIRFLOW_JWT_SECRET",
-        "AIRFLOW_API_SECRET_KEY",
-    } <= required
+    assert {"AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY"} <= required
+    assert set(PASSWORD_VARIABLES) <= required  # one login per user of scripts/auth_users.py
 
 
 def test_connections_point_at_services_of_this_file() -> None:
@@ -206,20 +238,69 @@ def test_airflow_init_prepares_keys_catalog_and_bucket() -> None:
     script = Path(init["command"][0])
     assert script.parent == Path("/opt/urgentflow/deploy/init")
     text = (ROOT / "deploy/init" / script.name).read_text()
-    for step in (
-        "ssh-keygen",
-        "known_hosts",
-        "authorized_keys",
-        "passwords.json",
-        "/entrypoint airflow version",
-    ):
+    for step in ("ssh-keygen", "known_hosts", "authorized_keys", "/entrypoint airflow version"):
         assert step in text, step
     assert "deploy/init/prepare.py" in text
     prepare = (ROOT / "deploy/init/prepare.py").read_text()
     assert "make_bucket" in prepare and "CREATE DATABASE" in prepare and ".migrate()" in prepare
-    auth = env_of("api-server")["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
-    assert Path(auth).parent == Path("/opt/airflow/auth")
-    assert "airflow-auth:/opt/airflow/auth" in init["volumes"]
+
+
+def test_airflow_uses_the_fab_auth_manager_for_per_dag_rights() -> None:
+    for name in AIRFLOW:
+        assert env_of(name)["AIRFLOW__CORE__AUTH_MANAGER"] == FAB_AUTH_MANAGER, name
+    # nothing of the simple auth manager is left: its settings, its password file, its volume
+    init_script = (ROOT / "deploy/init/airflow-init.sh").read_text()
+    for text in (COMPOSE_TEXT, init_script):
+        assert "SIMPLE_AUTH_MANAGER" not in text and "passwords.json" not in text
+    assert "airflow-auth" not in (COMPOSE.get("volumes") or {})
+    for name, service in SERVICES.items():
+        assert not any("/opt/airflow/auth" in str(v) for v in service.get("volumes", [])), name
+    # the image installs the FAB provider: it is pinned, and the Dockerfile's filter keeps it
+    requirements = (ROOT / "requirements.txt").read_text()
+    fab = re.search(r"^apache-airflow-providers-fab==\S+$", requirements, re.M)
+    assert fab and re.search(rf"^{re.escape(fab.group(0))}$", (ROOT / "constraints.txt").read_text(), re.M)
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    dropped = re.search(r"grep -vE '([^']+)' /opt/urgentflow/requirements.txt > (\S+)", dockerfile)
+    assert dropped and not re.search(dropped.group(1), fab.group(0))
+    assert (
+        f"pip install --no-cache-dir -r {dropped.group(2)} -c /opt/urgentflow/constraints.txt" in dockerfile
+    )
+
+
+def test_airflow_init_creates_the_users_and_roles_from_required_variables() -> None:
+    init = SERVICES["airflow-init"]
+    text = (ROOT / "deploy/init" / Path(init["command"][0]).name).read_text()
+    lines = [line.strip() for line in text.splitlines()]
+    # scripts/auth_users.py, where the image has it, after the migration that creates FAB's tables and
+    # before anything else uses the database
+    (run,) = [i for i, line in enumerate(lines) if "auth_users.py" in line and not line.startswith("#")]
+    command = shlex.split(lines[run])
+    assert command[0] == "python3" and command[2:] == ["--from-env"]
+    assert dockerfile_copy_targets(ROOT / "Dockerfile")["scripts/auth_users.py"] == command[1]
+    assert lines.index("/entrypoint airflow version") < run
+    assert run < [i for i, line in enumerate(lines) if "deploy/init/prepare.py" in line][-1]
+    # each password is a required variable of airflow-init alone, passed on through the environment:
+    # the script neither expands it (no file, no log line) nor traces its commands
+    assert set(AUTH_USERS.USERS) == {"admin", "op", "user", "viewer", "study_reader"}
+    for variable in PASSWORD_VARIABLES:
+        assert env_of("airflow-init")[variable] == f"${{{variable}:?set {variable}}}", variable
+        for name in LONG_RUNNING_AIRFLOW:
+            assert variable not in env_of(name), (name, variable)
+    assert not re.search(r"\$\{?\w*PASSWORD", text)
+    assert not re.search(r"set -\w*x|xtrace", text)
+
+
+def test_auth_users_reads_every_password_from_the_environment() -> None:
+    environ = {variable: f"secret-{i}" for i, variable in enumerate(PASSWORD_VARIABLES)}
+    assert AUTH_USERS.password_variable("study_reader") == "AIRFLOW_STUDY_READER_PASSWORD"
+    assert AUTH_USERS.passwords_from_env(environ) == {
+        name: f"secret-{i}" for i, name in enumerate(AUTH_USERS.USERS)
+    }
+    for missing in ("AIRFLOW_OP_PASSWORD", "AIRFLOW_STUDY_READER_PASSWORD"):
+        with pytest.raises(SystemExit) as refused:
+            AUTH_USERS.passwords_from_env({**environ, missing: ""})
+        assert missing in str(refused.value)
+        assert "secret-" not in str(refused.value)  # names the variable, never a value
 
 
 def test_slurm_service_is_optional_and_gets_the_init_keys() -> None:
