@@ -93,15 +93,17 @@ def connection_counter() -> Iterator[Callable[[], int]]:
         subprocess.run(["iptables", "-D", *rule, "-j", "ACCEPT"], check=False, timeout=30)
 
 
-def start_ensemble(airflow: AirflowClient, seconds: int) -> str:
-    """An hpc_drill run on alpha whose members have all been submitted and deferred."""
+def start_ensemble(
+    airflow: AirflowClient, seconds: int, machine: str = MACHINE, members: int = MEMBERS
+) -> str:
+    """An hpc_drill run on ``machine`` whose members have all been submitted and deferred."""
     airflow.wait_for_dag(DAG, timeout=90)
     airflow.unpause(DAG)
-    run_id = airflow.trigger(DAG, {"machine": MACHINE, "members": MEMBERS, "seconds": seconds})["dag_run_id"]
+    run_id = airflow.trigger(DAG, {"machine": machine, "members": members, "seconds": seconds})["dag_run_id"]
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         tis = [t for t in airflow.task_instances(DAG, run_id) if t["task_id"] == "member"]
-        if len(tis) == MEMBERS and all(t["state"] == "deferred" for t in tis):
+        if len(tis) == members and all(t["state"] == "deferred" for t in tis):
             return str(run_id)
         time.sleep(1)
     pytest.fail("members did not all defer within 180 s")
@@ -241,3 +243,37 @@ def test_metadata_postgres_killed_then_runtime_restarted_loses_nothing(airflow: 
     )
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     assert_one_job_per_member(airflow, run_id)
+
+
+GE_MACHINE, GE_MEMBERS = "gamma", 4
+GE_SPOOL = Path("/var/spool/gridengine")
+
+
+def ge_daemon_pid(daemon: str) -> int:
+    if daemon == "qmaster":
+        return pid_of(GE_SPOOL / "qmaster" / "qmaster.pid")
+    (found,) = [f for f in (GE_SPOOL / "execd").glob("*/execd.pid") if Path(f"/proc/{pid_of(f)}").exists()]
+    return pid_of(found)
+
+
+@pytest.mark.parametrize("daemon", ["qmaster", "execd"])
+def test_grid_engine_daemon_killed_mid_run_keeps_every_job_tracked(
+    airflow: AirflowClient, daemon: str
+) -> None:
+    """sge_qmaster (the controller: qstat fails meanwhile) or sge_execd (the node daemon: running jobs'
+    shepherds live on) killed -9 while an ensemble runs on gamma, restarted 10 s later: the run succeeds
+    with exactly one completed job per member."""
+    run_id = start_ensemble(airflow, seconds=20, machine=GE_MACHINE, members=GE_MEMBERS)
+    killed_at = time.monotonic()
+    os.kill(ge_daemon_pid(daemon), signal.SIGKILL)
+    time.sleep(10)
+    testbed("start", "gridengine")
+    final = airflow.wait_for_run(DAG, run_id, timeout=600)
+    states = {(t["task_id"], t["map_index"]): t["state"] for t in airflow.task_instances(DAG, run_id)}
+    assert final["state"] == "success", states
+    print(f"{daemon} killed: run succeeded {time.monotonic() - killed_at:.1f} s after the kill")
+    rows = [j for j in Catalog().jobs_of_run(DAG, run_id) if j["task_id"] == "member"]
+    assert sorted(r["map_index"] for r in rows) == list(range(GE_MEMBERS)), "one job per member"
+    assert {r["state"] for r in rows} == {"COMPLETED"}, rows
+    jobs = [airflow.xcom(DAG, run_id, "member", key="batch_job", map_index=i) for i in range(GE_MEMBERS)]
+    assert sorted(j["job_id"] for j in jobs) == sorted(r["native_id"] for r in rows)
