@@ -342,3 +342,54 @@ def test_orphan_sweep_cancels_jobs_no_task_instance_owns_and_spares_watched_ones
     jobs = {r["native_id"]: r["state"] for r in Catalog().jobs_on("alpha", 200)}
     assert jobs[orphan_id] == "CANCELLED" and jobs[watched["job_id"]] != "CANCELLED"
     assert airflow.wait_for_run(DAG, run_id, timeout=300)["state"] == "success"
+
+
+def queued_ids(name: str) -> list[str]:
+    return BatchHook("alpha").transport.run(f"squeue -h -n {name} -o %i").stdout.split()
+
+
+def catch_after_submit(airflow: AirflowClient, run_id: str, name: str, timeout: float = 120) -> bool:
+    """Step the member's task process in 20 ms slices (SIGSTOP/SIGCONT) until its job exists on the
+    machine while the task has not deferred yet, then kill the task process and its supervisor (the
+    worker's side of the task) while frozen. False when the member deferred before it could be caught."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        (ti,) = [t for t in airflow.task_instances(DAG, run_id) if t["task_id"] == "member"]
+        if ti["state"] in ("deferred", "success"):
+            return False
+        if ti["state"] != "running" or not ti["pid"]:
+            time.sleep(0.1)
+            continue
+        pid = int(ti["pid"])
+        supervisor = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        os.kill(pid, signal.SIGSTOP)
+        (now,) = [t for t in airflow.task_instances(DAG, run_id) if t["task_id"] == "member"]
+        if queued_ids(name) and now["state"] == "running":
+            os.kill(supervisor, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
+            return True
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.02)
+    pytest.fail(f"the member of {run_id} neither submitted nor deferred within {timeout} s")
+
+
+def test_worker_killed_after_submitting_reattaches_to_its_job_by_name(airflow: AirflowClient) -> None:
+    """The member's task dies between its job's submission and its deferral: the retry finds the job by
+    its name on the machine and re-attaches; the job runs once and the run succeeds."""
+    airflow.wait_for_dag(DAG, timeout=90)
+    airflow.unpause(DAG)
+    for _ in range(3):  # the window between sbatch and defer is short: try again if the member was faster
+        run_id = airflow.trigger(DAG, {"machine": "alpha", "members": 1, "seconds": 20})["dag_run_id"]
+        name = job_name(DAG, run_id, "member", 0)
+        if catch_after_submit(airflow, run_id, name):
+            break
+        airflow.wait_for_run(DAG, run_id, timeout=300)
+    else:
+        pytest.fail("three members deferred before their task could be caught after submitting")
+    (first,) = queued_ids(name)
+    final = airflow.wait_for_run(DAG, run_id, timeout=400)
+    assert final["state"] == "success"
+    (ti,) = [t for t in airflow.task_instances(DAG, run_id) if t["task_id"] == "member"]
+    job = airflow.xcom(DAG, run_id, "member", key="batch_job", map_index=0)
+    assert ti["try_number"] == 2 and job["reattached"] is True and job["job_id"] == first, (ti, job)
+    assert submitted_names("alpha", {name}) == [name], "submitted once"
