@@ -112,6 +112,7 @@ def start_ensemble(
 def assert_one_job_per_member(
     airflow: AirflowClient,
     run_id: str,
+    fault_at: float,
     lost_ok: bool = False,
     on_poll: Callable[[dict, list[dict]], None] | None = None,
 ) -> None:
@@ -122,6 +123,7 @@ def assert_one_job_per_member(
     final = airflow.wait_for_run(DAG, run_id, timeout=600, on_poll=on_poll)
     states = {(t["task_id"], t["map_index"]): t["state"] for t in airflow.task_instances(DAG, run_id)}
     assert final["state"] == "success", states
+    print(f"run {run_id} succeeded {time.monotonic() - fault_at:.1f} s after the fault")
     names = {
         airflow.xcom(DAG, run_id, "member", key="batch_job", map_index=i)["name"] for i in range(MEMBERS)
     }
@@ -147,6 +149,7 @@ def sshd_pid() -> int:
 
 def test_sshd_killed_for_30_s_reconnects_without_a_flood(airflow: AirflowClient) -> None:
     run_id = start_ensemble(airflow, seconds=OUTAGE_S + 10)
+    fault_at = time.monotonic()
     with connection_counter() as connects:
         signal_tree(sshd_pid(), signal.SIGKILL)  # the listener and every session: connections drop
         time.sleep(OUTAGE_S)
@@ -155,28 +158,30 @@ def test_sshd_killed_for_30_s_reconnects_without_a_flood(airflow: AirflowClient)
     # 6 jobs polled each 2 s by per-job pollers would be ~90 connections in 30 s; ours reconnects with
     # backoff under a 10-per-minute cap (plus the minutely machine_status probe)
     assert during <= 15, f"{during} connection attempts to the dead sshd in {OUTAGE_S} s"
-    assert_one_job_per_member(airflow, run_id)
+    assert_one_job_per_member(airflow, run_id, fault_at)
 
 
 def test_sshd_stalled_for_30_s_is_waited_out(airflow: AirflowClient) -> None:
     run_id = start_ensemble(airflow, seconds=10)
     pid = sshd_pid()
+    fault_at = time.monotonic()
     signal_tree(pid, signal.SIGSTOP)  # a network stall: nothing answers, nothing is refused
     try:
         time.sleep(OUTAGE_S)
     finally:
         signal_tree(pid, signal.SIGCONT)
-    assert_one_job_per_member(airflow, run_id)
+    assert_one_job_per_member(airflow, run_id, fault_at)
 
 
 def test_slurmctld_killed_and_restarted_keeps_every_job_tracked(airflow: AirflowClient) -> None:
     run_id = start_ensemble(airflow, seconds=30)
     ctld = urgentflow_home() / "testbed" / "slurm" / MACHINE / "run" / "slurmctld.pid"
+    fault_at = time.monotonic()
     os.kill(pid_of(ctld), signal.SIGKILL)
     time.sleep(10)
     testbed("start", "slurm")
     try:
-        assert_one_job_per_member(airflow, run_id, lost_ok=True, on_poll=release_jobs_held_by_slurm)
+        assert_one_job_per_member(airflow, run_id, fault_at, lost_ok=True, on_poll=release_jobs_held_by_slurm)
     finally:
         resume_drained_nodes()
 
@@ -224,13 +229,15 @@ def test_catalog_postgres_restart_mid_run_leaves_the_catalog_consistent(airflow:
     version, cluster = subprocess.run(
         ["pg_lsclusters", "-h"], capture_output=True, text=True, check=True, timeout=30
     ).stdout.split()[:2]
+    fault_at = time.monotonic()
     subprocess.run(["pg_ctlcluster", version, cluster, "restart"], check=True, timeout=120)
-    assert_one_job_per_member(airflow, run_id)
+    assert_one_job_per_member(airflow, run_id, fault_at)
 
 
 def test_metadata_postgres_killed_then_runtime_restarted_loses_nothing(airflow: AirflowClient) -> None:
     run_id = start_ensemble(airflow, seconds=20)
     postmaster = urgentflow_home() / "runtime" / "pg" / "postmaster.pid"
+    fault_at = time.monotonic()
     os.kill(pid_of(postmaster), signal.SIGKILL)  # Airflow's own database dies under the running components
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     restarted = subprocess.run(
@@ -242,7 +249,7 @@ def test_metadata_postgres_killed_then_runtime_restarted_loses_nothing(airflow: 
         check=False,
     )
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
-    assert_one_job_per_member(airflow, run_id)
+    assert_one_job_per_member(airflow, run_id, fault_at)
 
 
 GE_MACHINE, GE_MEMBERS = "gamma", 4
