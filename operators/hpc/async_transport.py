@@ -79,9 +79,13 @@ class AsyncSSHTransport:
                 async with state.channels:
                     STATS[f"{self.conn_id}:commands"] += 1
                     result = await conn.run(command, timeout=timeout, check=False)
-                return CommandResult(
-                    result.exit_status or 0, str(result.stdout or ""), str(result.stderr or "")
-                )
+                if result.exit_status is None:
+                    # The channel closed with no exit status (e.g. its sshd session was killed): the
+                    # command may have run, so it is neither success nor safe to run again.
+                    raise TransportError(
+                        f"{self.conn_id}: command ended without an exit status (not retried): {command[:200]}"
+                    )
+                return CommandResult(result.exit_status, str(result.stdout or ""), str(result.stderr or ""))
             except asyncssh.HostKeyNotVerifiable as exc:
                 raise TransportError(f"{self.conn_id}: host key not verifiable: {exc}") from exc
             except asyncssh.PermissionDenied as exc:

@@ -1,8 +1,10 @@
 """One poller per machine in the triggerer: ONE status command per interval for all watched jobs.
 
 Every ``BatchJobTrigger`` of a machine registers its job here and awaits a future; the poller batches
-all registered jobs into a single status command over the machine's one shared connection, resolves
-futures of jobs that ended, and stops when nobody watches any more.
+all registered jobs into a single status command over the machine's one shared connection, at the
+smallest poll interval among its watchers, resolves futures of jobs that ended, and stops when nobody
+watches any more. Any error of a poll counts as a failed poll; after ``max_failed_polls`` in a row, or
+if the loop itself ends while jobs are watched, every waiting future fails instead of waiting for ever.
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ from operators.hpc.transport import TransportError
 log = logging.getLogger(__name__)
 
 
-class MachineUnreachable(RuntimeError):
+class PollingFailed(RuntimeError):
+    """The machine's jobs cannot be watched any more; ``__cause__`` is the error that ended it."""
+
+
+class MachineUnreachable(PollingFailed):
     """The machine did not answer for too many polls in a row."""
 
 
@@ -28,6 +34,7 @@ class MachineUnreachable(RuntimeError):
 class _Watch:
     ref: JobRef
     future: asyncio.Future[JobStatus]
+    interval: float
     unknown_polls: int = 0
 
 
@@ -44,12 +51,22 @@ class MachinePoller:
     _task: asyncio.Task[None] | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def watch(self, ref: JobRef) -> JobStatus:
-        """Wait until ``ref`` ends (or is judged lost) and return its last status."""
-        watch = _Watch(ref, asyncio.get_running_loop().create_future())
+    async def watch(self, ref: JobRef, interval: float | None = None) -> JobStatus:
+        """Wait until ``ref`` ends (or is judged lost) and return its last status.
+
+        :param ref: the job to watch.
+        :param interval: seconds between status polls this watcher needs (default: the poller's);
+            the machine is polled at the smallest interval among its current watchers.
+        :raises PollingFailed: the machine could not be polled ``max_failed_polls`` times in a row
+            (``MachineUnreachable`` when the transport failed), or the poller stopped.
+        """
+        watch = _Watch(
+            ref, asyncio.get_running_loop().create_future(), self.interval if interval is None else interval
+        )
         self.watches.setdefault(ref.job_id, []).append(watch)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name=f"urgentflow-poller-{self.key}")
+            self._task.add_done_callback(self._loop_ended)
         self._wake.set()
         try:
             return await watch.future
@@ -62,28 +79,61 @@ class MachinePoller:
 
     async def _loop(self) -> None:
         failures = 0
+        traced: set[tuple[type[Exception], str]] = set()  # unexpected errors of this failure streak
         while self.watches:
             self._wake.clear()
             refs = [entries[0].ref for entries in self.watches.values() if entries]
             try:
                 out = await self.transport.run(self.adapter.status_command(refs))
                 statuses = self.adapter.parse_status(out.stdout, refs)
-                failures = 0
-            except (TransportError, ValueError) as exc:
+            except Exception as exc:
                 failures += 1
-                log.warning("%s: status poll %d failed: %s", self.key, failures, exc)
+                # Transport and parse (ValueError) failures are expected; anything else is a bug worth
+                # a traceback, once per distinct error. The status output itself is never logged.
+                signature = (type(exc), str(exc))
+                trace = not isinstance(exc, TransportError | ValueError) and signature not in traced
+                traced.add(signature)
+                log.warning(
+                    "%s: status poll %d failed: %s: %s",
+                    self.key,
+                    failures,
+                    type(exc).__name__,
+                    exc,
+                    exc_info=exc if trace else None,
+                )
                 if failures >= self.max_failed_polls:
-                    self._fail_all(MachineUnreachable(f"{self.key}: {failures} status polls failed: {exc}"))
+                    kind = MachineUnreachable if isinstance(exc, TransportError) else PollingFailed
+                    last = f"{type(exc).__name__}: {exc}"
+                    self._fail_all(
+                        kind(f"{self.key}: {failures} status polls in a row failed, last {last}"), exc
+                    )
                     return
                 statuses = {}
+            else:
+                failures = 0
+                traced.clear()
             self.polls += 1
             self._resolve(statuses)
             if self.watches:
+                interval = min(
+                    (w.interval for entries in self.watches.values() for w in entries), default=self.interval
+                )
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self.interval)
-                    await asyncio.sleep(min(0.2, self.interval))  # batch registrations arriving together
+                    await asyncio.wait_for(self._wake.wait(), interval)
+                    await asyncio.sleep(min(0.2, interval))  # batch registrations arriving together
                 except TimeoutError:
                     pass
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """A loop that ends (a bug, a cancellation) while jobs are still watched must not leave them waiting."""
+        if task is not self._task:  # a newer loop already polls for everyone watching
+            return
+        waiting = sum(not w.future.done() for entries in self.watches.values() for w in entries)
+        if not waiting:  # the normal ends: nobody watches, or every watcher was already failed
+            return
+        cause = asyncio.CancelledError() if task.cancelled() else task.exception()
+        log.error("%s: poller stopped with %d jobs watched", self.key, waiting, exc_info=cause)
+        self._fail_all(PollingFailed(f"{self.key}: poller stopped: {cause!r}"), cause)
 
     def _resolve(self, statuses: dict[str, JobStatus]) -> None:
         for job_id, entries in list(self.watches.items()):
@@ -101,7 +151,8 @@ class MachinePoller:
                 if not watch.future.done():
                     watch.future.set_result(status)
 
-    def _fail_all(self, exc: Exception) -> None:
+    def _fail_all(self, exc: PollingFailed, cause: BaseException | None) -> None:
+        exc.__cause__ = cause
         for entries in self.watches.values():
             for watch in entries:
                 if not watch.future.done():
@@ -115,7 +166,12 @@ _POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Machine
 
 
 def get_poller(conn_id: str | None, batch_system: str, interval: float) -> MachinePoller:
-    """The poller of one machine in the running event loop (created on first use)."""
+    """The poller of one machine in the running event loop (created on first use).
+
+    One per machine whatever the intervals, so a machine gets one status command per poll for all its
+    jobs; each ``watch(ref, interval)`` names the interval it needs. ``interval`` is a new poller's
+    default for watches that name none.
+    """
     key = f"{batch_system}@{conn_id or 'local'}"
     pollers = _POLLERS.setdefault(asyncio.get_running_loop(), {})
     if key not in pollers:

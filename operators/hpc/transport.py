@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import random
+import select
 import socket
 import subprocess
 import threading
@@ -198,7 +199,7 @@ class SSHTransport:
     def run(self, command: str, timeout: float = 60.0, stdin: str | None = None) -> CommandResult:
         """Run ``command``; ``stdin`` carries secrets (e.g. presigned URLs) so they never reach a log line.
 
-        Reads stdout and stderr to their end. (The SSH provider's ``exec_ssh_client_command`` stops
+        Reads stdout and stderr together to their end. (The SSH provider's ``exec_ssh_client_command`` stops
         reading once the exit status has arrived and the buffer is momentarily empty, which cut a
         ~6 kB ``sacct`` listing short here.) A command that times out is not run again.
         """
@@ -259,14 +260,32 @@ def _exec(client: paramiko.SSHClient, command: str, stdin: str, timeout: float) 
             if stdin:
                 channel.sendall(stdin.encode())
             channel.shutdown_write()
-            out = channel.makefile("rb").read()
-            err = channel.makefile_stderr("rb").read()
+            out, err = _read_both(channel, timeout)
         except TimeoutError:
             raise TransportError(
                 f"command timed out after {timeout:g} s (not retried): {command[:200]}"
             ) from None
         status = channel.recv_exit_status()
     return CommandResult(status, out.decode(errors="replace"), err.decode(errors="replace"))
+
+
+def _read_both(channel: paramiko.Channel, timeout: float) -> tuple[bytes, bytes]:
+    """stdout and stderr to their end, each read as it arrives; at most ``timeout`` s waiting for output.
+
+    Both streams share the channel's flow-control window (~2 MiB): draining one to its end first stalls
+    a command that fills the other until the timeout.
+    """
+    out, err = bytearray(), bytearray()
+    while True:
+        ended = channel.eof_received or channel.closed  # before the reads: nothing arrives after it
+        if channel.recv_ready():
+            out += channel.recv(STREAM_CHUNK)
+        elif channel.recv_stderr_ready():
+            err += channel.recv_stderr(STREAM_CHUNK)
+        elif ended:
+            return bytes(out), bytes(err)
+        elif not select.select([channel], [], [], timeout)[0]:
+            raise TimeoutError
 
 
 def _small(data: bytes, path: str, max_bytes: int) -> str:

@@ -66,7 +66,7 @@ class BatchJobTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
             poller = get_poller(self.connection, self.batch_system, self.poll_interval)
-            status = await poller.watch(JobRef(self.job_id, self.exit_file))
+            status = await poller.watch(JobRef(self.job_id, self.exit_file), self.poll_interval)
         except Exception as exc:
             # Never raise out of run(): one terminal event, interpreted in execute_complete.
             self.log.exception("Watching job %s on %s failed", self.job_id, self.machine)

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
 import pytest
+from airflow.triggers.base import TriggerEvent
 
-from operators.hpc.adapters import JobRef, get_adapter
+from operators.hpc.adapters import BatchAdapter, JobRef, get_adapter
 from operators.hpc.adapters.base import SECTION
-from operators.hpc.poller import MachinePoller, MachineUnreachable
-from operators.hpc.states import JobState
+from operators.hpc.adapters.slurm import SlurmAdapter
+from operators.hpc.poller import MachinePoller, MachineUnreachable, PollingFailed, get_poller
+from operators.hpc.states import JobState, JobStatus
 from operators.hpc.transport import CommandResult, TransportError
+from operators.hpc.triggers import BatchJobTrigger
+
+T = TypeVar("T")
 
 
 class FakeSlurm:
@@ -31,8 +39,29 @@ class FakeSlurm:
         return CommandResult(0, f"{SECTION}\n" + "\n".join(rows) + f"\n{SECTION}\n", "")
 
 
-def poller(fake: FakeSlurm, **kw: object) -> MachinePoller:
-    return MachinePoller("slurm@fake", fake, get_adapter("slurm"), interval=0.05, **kw)  # type: ignore[arg-type]
+class BrokenParser(SlurmAdapter):
+    """Slurm whose status parse raises ``errors`` one per poll, then parses normally again."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+
+    def parse_status(self, stdout: str, jobs: Sequence[JobRef]) -> dict[str, JobStatus]:
+        if self.errors:
+            raise self.errors.pop(0)
+        return super().parse_status(stdout, jobs)
+
+
+def poller(fake: FakeSlurm, adapter: BatchAdapter | None = None, **kw: object) -> MachinePoller:
+    return MachinePoller("slurm@fake", fake, adapter or get_adapter("slurm"), interval=0.05, **kw)  # type: ignore[arg-type]
+
+
+def bounded(awaitable: Coroutine[Any, Any, T], limit: float = 5.0) -> T:
+    """Run ``awaitable`` in a fresh event loop; a hang fails the test instead of blocking it."""
+
+    async def run() -> T:
+        return await asyncio.wait_for(awaitable, limit)
+
+    return asyncio.run(run())
 
 
 def ref(i: int) -> JobRef:
@@ -94,3 +123,105 @@ def test_unreachable_machine_fails_watchers() -> None:
     with pytest.raises(MachineUnreachable):
         asyncio.run(poller(fake, max_failed_polls=3).watch(ref(7)))
     assert len(fake.commands) == 3
+
+
+def test_unexpected_parse_error_fails_every_watcher_within_the_limit() -> None:
+    fake = FakeSlurm()
+    fake.states.update({"1": ("RUNNING", "0:0"), "2": ("RUNNING", "0:0")})
+    p = poller(fake, BrokenParser(*[KeyError("State")] * 10), max_failed_polls=3)
+
+    async def scenario() -> list[JobStatus | BaseException]:
+        return list(await asyncio.gather(p.watch(ref(1)), p.watch(ref(2)), return_exceptions=True))
+
+    first, second = bounded(scenario())
+    assert isinstance(first, PollingFailed) and type(second) is type(first) is PollingFailed
+    assert isinstance(first.__cause__, KeyError)
+    assert "3 status polls in a row failed, last KeyError: 'State'" in str(first)
+    assert len(fake.commands) == 3
+
+
+def test_unexpected_errors_are_failed_polls_and_watching_goes_on() -> None:
+    fake = FakeSlurm()
+    fake.states["7"] = ("COMPLETED", "0:0")
+    p = poller(fake, BrokenParser(IndexError("list index out of range"), KeyError("State")))
+    assert bounded(p.watch(ref(7))).state is JobState.COMPLETED
+    assert len(fake.commands) == 3
+
+
+def test_each_distinct_unexpected_error_is_logged_once_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = FakeSlurm()
+    fake.fail = 1  # an expected transport failure: a warning line, no traceback
+    errors = [KeyError("State"), KeyError("State"), IndexError("3"), IndexError("3")]
+    p = poller(fake, BrokenParser(*errors), max_failed_polls=5)
+    with caplog.at_level(logging.WARNING, logger="operators.hpc.poller"), pytest.raises(PollingFailed):
+        bounded(p.watch(ref(7)))
+    failed_polls = [r for r in caplog.records if "status poll" in r.getMessage()]
+    assert len(failed_polls) == 5
+    assert [r.exc_info[0] for r in failed_polls if r.exc_info] == [KeyError, IndexError]
+
+
+def test_watchers_fail_when_the_poller_task_dies() -> None:
+    fake = FakeSlurm()
+    fake.states["7"] = ("RUNNING", "0:0")
+    p = poller(fake)
+
+    async def scenario() -> JobStatus:
+        watcher = asyncio.ensure_future(p.watch(ref(7)))
+        await asyncio.sleep(0.2)
+        (task,) = [t for t in asyncio.all_tasks() if t.get_name() == "urgentflow-poller-slurm@fake"]
+        task.cancel()
+        return await watcher
+
+    with pytest.raises(PollingFailed, match="stopped"):
+        bounded(scenario())
+
+
+def trigger(job: int, interval: float) -> BatchJobTrigger:
+    return BatchJobTrigger(
+        machine="fake",
+        connection="hpc_fake",
+        batch_system="slurm",
+        job_id=str(job),
+        exit_file=f"/w/{job}.exit",
+        poll_interval=interval,
+    )
+
+
+async def first_event(t: BatchJobTrigger) -> TriggerEvent:
+    async for event in t.run():
+        return event
+    raise AssertionError("the trigger yielded no event")
+
+
+def test_a_machine_polls_at_the_smallest_interval_among_its_triggers() -> None:
+    fake = FakeSlurm()
+    fake.states.update({"1": ("RUNNING", "0:0"), "2": ("RUNNING", "0:0")})
+
+    async def scenario() -> TriggerEvent:
+        get_poller("hpc_fake", "slurm", 30.0).transport = fake  # the machine's poller, faked at its transport
+        slow = asyncio.ensure_future(first_event(trigger(1, 30.0)))
+        fast = asyncio.ensure_future(first_event(trigger(2, 0.05)))
+        await asyncio.sleep(0.3)
+        fake.states["2"] = ("COMPLETED", "0:0")
+        event = await asyncio.wait_for(fast, 3)
+        slow.cancel()
+        return event
+
+    event = bounded(scenario(), 10)
+    assert (event.payload["status"], event.payload["job"]["state"]) == ("done", "COMPLETED")
+    assert len(fake.commands) >= 3
+    # still one poller for the machine: every status command covered both jobs
+    assert all("-j 1,2 " in c for c in fake.commands)
+
+
+def test_a_broken_parser_ends_the_trigger_with_an_error_event() -> None:
+    async def scenario() -> TriggerEvent:
+        p = get_poller("hpc_fake", "slurm", 0.05)
+        p.transport, p.adapter, p.max_failed_polls = FakeSlurm(), BrokenParser(*[KeyError("State")] * 3), 3
+        return await first_event(trigger(7, 0.05))
+
+    event = bounded(scenario())
+    assert event.payload["status"] == "error"
+    assert "KeyError" in event.payload["message"]
