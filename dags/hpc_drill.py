@@ -57,6 +57,13 @@ MEMBER = (
         "members": Param(4, type="integer", minimum=1, maximum=500),
         "seconds": Param(2, type="integer", minimum=0, maximum=3600, description="run time of each member"),
         "walltime_minutes": Param(5, type="integer", minimum=1, maximum=1440),
+        "held_timeout_minutes": Param(
+            30,
+            type="number",
+            exclusiveMinimum=0,
+            maximum=10080,
+            description="a member on a hold this long is cancelled and submitted afresh (at most the machine's)",
+        ),
         "fail_members": Param([], type="array", items={"type": "integer", "minimum": 0}),
         "timeout_resubmit_factor": Param(None, type=["null", "number"], minimum=1.1, maximum=10),
         "max_walltime_minutes": Param(None, type=["null", "integer"], minimum=1, maximum=1440),
@@ -117,6 +124,7 @@ def hpc_drill() -> None:
         walltime_minutes="{{ params.walltime_minutes }}",
         timeout_resubmit_factor="{{ params.timeout_resubmit_factor }}",
         max_walltime_minutes="{{ params.max_walltime_minutes }}",
+        held_timeout_minutes="{{ params.held_timeout_minutes }}",
         poll_interval=2.0,
     ).expand(command=member_commands(staged.output))
 

@@ -174,6 +174,8 @@ def wildfire_forecast() -> None:
             "ignition": [row, col],
             "members": incident.ensemble_size,
             "walltime_minutes": max(5, min(incident.deadline_minutes, 60)),
+            # a member left on a hold for a quarter of the deadline is cancelled and submitted afresh
+            "held_timeout_minutes": max(1.0, incident.deadline_minutes / 4),
         }
 
     inputs = prepare()
@@ -202,6 +204,7 @@ def wildfire_forecast() -> None:
         partition=PARTITION,
         memory_mb=1000,
         walltime_minutes=inputs["walltime_minutes"],
+        held_timeout_minutes=inputs["held_timeout_minutes"],
         poll_interval=2.0,
     ).expand(command=member_commands(inputs, staged.output))
 

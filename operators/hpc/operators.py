@@ -27,7 +27,10 @@ class BatchJobOperator(BaseOperator):
     it, so a retry after a failed job (or a clear) submits a fresh one. ``{machine, job_id, workdir, stdout, stderr}`` is
     pushed to XCom (key ``batch_job``) before deferring; the return value is the same dict with the
     final state. ``timeout_resubmit_factor`` (opt-in) resubmits a job that hit its walltime with
-    walltime * factor, up to ``max_walltime_minutes``.
+    walltime * factor, up to ``max_walltime_minutes``. A job left on a hold (e.g. Slurm's "launch failed
+    requeued held" after a controller crash, which only the site's admin can release) for
+    ``held_timeout_minutes`` (the machine's, or shorter when given) is cancelled and submitted afresh,
+    once per try; both jobs are recorded.
 
     Deferrable by default, whatever ``[operators] default_deferrable`` says: holding a worker slot for
     the life of an HPC job is what this operator exists to avoid. ``deferrable=False`` waits in the
@@ -44,6 +47,7 @@ class BatchJobOperator(BaseOperator):
         "memory_mb",
         "timeout_resubmit_factor",
         "max_walltime_minutes",
+        "held_timeout_minutes",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"command": "json", "environment": "json"}
     ui_color = "#c9e4f5"
@@ -65,6 +69,7 @@ class BatchJobOperator(BaseOperator):
         poll_interval: float = 5.0,
         timeout_resubmit_factor: float | None = None,
         max_walltime_minutes: int | None = None,
+        held_timeout_minutes: float | None = None,
         stderr_tail_lines: int = 20,
         catalog_conn_id: str | None = "catalog_db",
         deferrable: bool = True,
@@ -85,6 +90,7 @@ class BatchJobOperator(BaseOperator):
         self.poll_interval = poll_interval
         self.timeout_resubmit_factor = timeout_resubmit_factor
         self.max_walltime_minutes = max_walltime_minutes
+        self.held_timeout_minutes = held_timeout_minutes
         self.stderr_tail_lines = stderr_tail_lines
         self.catalog_conn_id = catalog_conn_id
         self.deferrable = deferrable
@@ -115,7 +121,7 @@ class BatchJobOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         return self._submit(context, self._spec(context, int(self.walltime_minutes)))
 
-    def _submit(self, context: Context, spec: JobSpec) -> dict[str, Any]:
+    def _submit(self, context: Context, spec: JobSpec, held_resubmits: int = 0) -> dict[str, Any]:
         hook = self.hook()
         job_id, reattached = hook.submit(spec)
         self._job = {
@@ -128,6 +134,7 @@ class BatchJobOperator(BaseOperator):
             "exit_file": spec.exit_file,
             "walltime_minutes": spec.walltime_minutes,
             "reattached": reattached,
+            "held_resubmits": held_resubmits,
         }
         # Recorded before deferring: a restart of anything finds the job from here.
         context["ti"].xcom_push(key=XCOM_KEY, value=self._job)
@@ -143,6 +150,7 @@ class BatchJobOperator(BaseOperator):
                 job_id=job_id,
                 exit_file=spec.exit_file,
                 poll_interval=self.poll_interval,
+                held_timeout=60.0 * self._held_timeout_minutes(hook),
                 not_before=settle_deadline(),
             ),
             method_name="execute_complete",
@@ -161,6 +169,8 @@ class BatchJobOperator(BaseOperator):
         return self._finish(context, JobStatus.from_dict(event["job"]), walltime)
 
     def _finish(self, context: Context, status: JobStatus, walltime: int) -> dict[str, Any]:
+        if status.held and not status.state.terminal:
+            return self._replace_held(context, status, walltime)
         job = dict(self._job or {})
         job.update(state=status.state.value, exit_code=status.exit_code, native_state=status.native_state)
         self._record(context, status.state.value, status.exit_code)
@@ -196,6 +206,32 @@ class BatchJobOperator(BaseOperator):
             f"(native {status.native_state or '?'}, exit code {code}{', ' + status.reason if status.reason else ''}); "
             f"last lines of stderr ({job.get('stderr')}):\n{tail or '(empty)'}"
         )
+
+    def _held_timeout_minutes(self, hook: BatchHook) -> float:
+        """The machine's limit, or a shorter one the task asks for (an incident's deadline)."""
+        limit = float(hook.machine.held_timeout_minutes)
+        return min(limit, float(self.held_timeout_minutes)) if self.held_timeout_minutes else limit
+
+    def _replace_held(self, context: Context, status: JobStatus, walltime: int) -> dict[str, Any]:
+        """Cancel a job nobody released from its hold, record it, and submit the member afresh (once)."""
+        job = dict(self._job or {})
+        hook = self.hook()
+        self.log.warning(
+            "Job %s on %s held too long (%s): cancelling it and submitting afresh",
+            status.job_id,
+            job.get("machine"),
+            status.reason or status.native_state,
+        )
+        hook.cancel([status.job_id])
+        hook.mark_judged(job["workdir"], job["name"], status.job_id)  # the retry must not re-attach to it
+        self._record(context, "CANCELLED", None)
+        done = int(job.get("held_resubmits") or 0)
+        if done >= 1:
+            raise AirflowException(
+                f"job {status.job_id} ({job.get('name')}) on {job.get('machine')} was held too long again "
+                f"({status.reason or status.native_state}); cancelled"
+            )
+        return self._submit(context, self._spec(context, walltime), held_resubmits=done + 1)
 
     def _record(self, context: Context, state: str, exit_code: int | None) -> None:
         """Add the job and this state to the catalog; the catalog being away never fails the job."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from dataclasses import dataclass, field
 
@@ -35,7 +36,9 @@ class _Watch:
     ref: JobRef
     future: asyncio.Future[JobStatus]
     interval: float
+    held_limit: float | None = None
     unknown_polls: int = 0
+    held_since: float | None = None
 
 
 @dataclass
@@ -51,17 +54,24 @@ class MachinePoller:
     _task: asyncio.Task[None] | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def watch(self, ref: JobRef, interval: float | None = None) -> JobStatus:
+    async def watch(
+        self, ref: JobRef, interval: float | None = None, held_limit: float | None = None
+    ) -> JobStatus:
         """Wait until ``ref`` ends (or is judged lost) and return its last status.
 
         :param ref: the job to watch.
         :param interval: seconds between status polls this watcher needs (default: the poller's);
             the machine is polled at the smallest interval among its current watchers.
+        :param held_limit: seconds a job may stay on a hold; then its (PENDING, ``held``) status is
+            returned for the caller to act on. None: a held job is watched until it ends.
         :raises PollingFailed: the machine could not be polled ``max_failed_polls`` times in a row
             (``MachineUnreachable`` when the transport failed), or the poller stopped.
         """
         watch = _Watch(
-            ref, asyncio.get_running_loop().create_future(), self.interval if interval is None else interval
+            ref,
+            asyncio.get_running_loop().create_future(),
+            self.interval if interval is None else interval,
+            held_limit,
         )
         self.watches.setdefault(ref.job_id, []).append(watch)
         if self._task is None or self._task.done():
@@ -147,9 +157,19 @@ class MachinePoller:
                         continue
                 elif not status.state.terminal:
                     watch.unknown_polls = 0
-                    continue
+                    if not self._held_too_long(watch, status):
+                        continue
                 if not watch.future.done():
                     watch.future.set_result(status)
+
+    @staticmethod
+    def _held_too_long(watch: _Watch, status: JobStatus) -> bool:
+        if not status.held:
+            watch.held_since = None
+            return False
+        now = time.monotonic()
+        watch.held_since = watch.held_since if watch.held_since is not None else now
+        return watch.held_limit is not None and now - watch.held_since >= watch.held_limit
 
     def _fail_all(self, exc: PollingFailed, cause: BaseException | None) -> None:
         exc.__cause__ = cause

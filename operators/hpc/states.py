@@ -26,13 +26,16 @@ class JobState(StrEnum):
 
 @dataclass(frozen=True)
 class JobStatus:
-    """What a batch system said about one job: our state, its exit code, and the native words."""
+    """What a batch system said about one job: our state, its exit code, and the native words.
+    ``held``: PENDING on a hold (an admin's, a user's, or Slurm's "launch failed requeued held"), which
+    will not start by itself."""
 
     job_id: str
     state: JobState
     exit_code: int | None = None
     native_state: str = ""
     reason: str = ""
+    held: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

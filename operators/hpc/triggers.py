@@ -24,6 +24,7 @@ def settle_deadline() -> float:
 
 class BatchJobTrigger(BaseTrigger):
     """Yields exactly one event: ``{"status": "done", "job": {...}}`` or ``{"status": "error", ...}``.
+    The job has ended, or (with ``held_timeout`` seconds) it has been on a hold that long (``held``).
 
     Constructor arguments are JSON types only and ``serialize()`` mirrors them, so the trigger survives
     a triggerer restart; running it twice is harmless (it only reads job state).
@@ -38,6 +39,7 @@ class BatchJobTrigger(BaseTrigger):
         job_id: str,
         exit_file: str,
         poll_interval: float = 5.0,
+        held_timeout: float | None = None,
         not_before: float = 0.0,
     ) -> None:
         super().__init__()
@@ -47,6 +49,7 @@ class BatchJobTrigger(BaseTrigger):
         self.job_id = job_id
         self.exit_file = exit_file
         self.poll_interval = poll_interval
+        self.held_timeout = held_timeout
         self.not_before = not_before
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -59,6 +62,7 @@ class BatchJobTrigger(BaseTrigger):
                 "job_id": self.job_id,
                 "exit_file": self.exit_file,
                 "poll_interval": self.poll_interval,
+                "held_timeout": self.held_timeout,
                 "not_before": self.not_before,
             },
         )
@@ -66,7 +70,9 @@ class BatchJobTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
             poller = get_poller(self.connection, self.batch_system, self.poll_interval)
-            status = await poller.watch(JobRef(self.job_id, self.exit_file), self.poll_interval)
+            status = await poller.watch(
+                JobRef(self.job_id, self.exit_file), self.poll_interval, held_limit=self.held_timeout
+            )
         except Exception as exc:
             # Never raise out of run(): one terminal event, interpreted in execute_complete.
             self.log.exception("Watching job %s on %s failed", self.job_id, self.machine)

@@ -49,6 +49,7 @@ MACHINE_SCHEMA: dict[str, Any] = {
         "modules": {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z0-9._/+-]{1,128}$"}},
         "cost_weight": {"type": "number", "minimum": 0},
         "max_jobs_per_user": {"type": "integer", "minimum": 1},
+        "held_timeout_minutes": {"type": "number", "exclusiveMinimum": 0, "maximum": 10080},
         "partitions": {
             "type": "object",
             "minProperties": 1,
@@ -103,6 +104,8 @@ class Machine:
     modules: tuple[str, ...] = ()
     cost_weight: float = 1.0
     max_jobs_per_user: int | None = None
+    # a job on a hold this long (the site's admin did not release it) is cancelled and submitted afresh
+    held_timeout_minutes: float = 30.0
 
     @property
     def default_partition(self) -> str | None:
@@ -143,6 +146,7 @@ def _machine(name: str, raw: dict[str, Any]) -> Machine:
         modules=tuple(raw.get("modules", ())),
         cost_weight=float(raw.get("cost_weight", 1.0)),
         max_jobs_per_user=raw.get("max_jobs_per_user"),
+        held_timeout_minutes=float(raw.get("held_timeout_minutes", 30.0)),
     )
 
 

@@ -284,3 +284,49 @@ def test_grid_engine_daemon_killed_mid_run_keeps_every_job_tracked(
     assert {r["state"] for r in rows} == {"COMPLETED"}, rows
     jobs = [airflow.xcom(DAG, run_id, "member", key="batch_job", map_index=i) for i in range(GE_MEMBERS)]
     assert sorted(j["job_id"] for j in jobs) == sorted(r["native_id"] for r in rows)
+
+
+def scontrol(*args: str) -> None:
+    done = subprocess.run(["scontrol", *args], capture_output=True, text=True, env=slurm_env(), timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_member_left_on_an_admin_hold_is_cancelled_and_submitted_afresh(airflow: AirflowClient) -> None:
+    """The site holds a member's job (as Slurm does after a controller crash: "launch failed requeued
+    held") and nobody releases it: after the hold limit the member cancels it, submits afresh in the same
+    try and succeeds; both jobs are in sacct and the catalog."""
+    airflow.wait_for_dag(DAG, timeout=90)
+    airflow.unpause(DAG)
+    scontrol("update", "PartitionName=debug", "State=DOWN")  # nothing starts until the hold is in place
+    try:
+        run_id = airflow.trigger(
+            DAG, {"machine": MACHINE, "members": 1, "seconds": 2, "held_timeout_minutes": 0.25}
+        )["dag_run_id"]
+        deadline = time.monotonic() + 120
+        job: dict | None = None
+        while job is None:
+            assert time.monotonic() < deadline, "the member did not submit within 120 s"
+            with contextlib.suppress(Exception):
+                job = airflow.xcom(DAG, run_id, "member", key="batch_job", map_index=0)
+            time.sleep(0.5)
+        scontrol("hold", job["job_id"])
+        held_at = time.monotonic()
+    finally:
+        scontrol("update", "PartitionName=debug", "State=UP")
+    final = airflow.wait_for_run(DAG, run_id, timeout=300)
+    assert final["state"] == "success"
+    print(f"held job replaced and its member succeeded {time.monotonic() - held_at:.1f} s after the hold")
+    out = BatchHook(MACHINE).transport.run(
+        f"sacct -X -n -P -a -S now-1hours -o JobID,State --name={job['name']}"
+    )
+    states = dict(line.split("|") for line in out.stdout.split())
+    assert states[job["job_id"]].startswith("CANCELLED") and list(states.values()).count("COMPLETED") == 1, (
+        states
+    )
+    (ti,) = [t for t in airflow.task_instances(DAG, run_id) if t["task_id"] == "member"]
+    replaced = airflow.xcom(DAG, run_id, "member", key="batch_job", map_index=0)
+    assert ti["try_number"] == 1 and replaced["held_resubmits"] == 1 and replaced["job_id"] != job["job_id"]
+    rows = {
+        r["native_id"]: r["state"] for r in Catalog().jobs_of_run(DAG, run_id) if r["task_id"] == "member"
+    }
+    assert rows == {job["job_id"]: "CANCELLED", replaced["job_id"]: "COMPLETED"}, rows

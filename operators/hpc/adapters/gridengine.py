@@ -200,6 +200,11 @@ def judge_accounting(acct: Accounting, file_code: int | None) -> JobStatus:
 class GridEngineAdapter(BatchAdapter):
     name = "gridengine"
 
+    @staticmethod
+    def held_letters(letters: str) -> bool:
+        """qstat's letters of a job on a hold (``hqw``: user, operator or system hold)."""
+        return "h" in letters
+
     def render_script(self, spec: JobSpec) -> str:
         if spec.nodes != 1:
             raise ValueError(
@@ -264,7 +269,10 @@ class GridEngineAdapter(BatchAdapter):
                 state, reason = map_state(letters)
                 if state is JobState.FAILED:
                     reason = reasons.get(job_id, reason)
-                result[job_id] = JobStatus(job_id, state, None, native_state=letters, reason=reason)
+                held = state is JobState.PENDING and self.held_letters(letters)
+                result[job_id] = JobStatus(
+                    job_id, state, None, native_state=letters, reason=reason, held=held
+                )
             elif job_id in acct:
                 result[job_id] = judge_accounting(acct[job_id], file_code)
             elif file_code is not None:

@@ -235,7 +235,8 @@ def _judge(
         state = map_state(queue[2])
         code = file_code if state.terminal else None
         reason = queue[3] if len(queue) > 3 else ""
-        return JobStatus(job_id, state, code, native_state=queue[2], reason=reason)
+        held = state is JobState.PENDING and "held" in reason.lower()  # JobHeldAdmin, ...requeued held
+        return JobStatus(job_id, state, code, native_state=queue[2], reason=reason, held=held)
     if acct and acct_state is not None:
         # Not in the queue, yet accounting says PENDING/RUNNING: sacct lags squeue by seconds when a
         # job just ended (the unknown-grace polls wait for it), or slurmctld lost the job (a crash
