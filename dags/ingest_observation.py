@@ -23,7 +23,10 @@ catalogues the upload, then emits the Asset event).
    sha256 recorded at upload), validates it again against the incident as it is now, and applies it:
    a `weather` update replaces the incident's weather, a `perimeter` (GeoJSON Polygon) becomes the
    observed fire perimeter (its cells burn from the start of the next forecast); a `file` is kept as is.
-   An object that changed since it was announced fails the run and changes nothing more.
+   Each event is judged on its own: one that cannot be accepted (its incident was deleted, its object
+   changed since it was announced, its data no longer fits the incident) is recorded in the catalog's
+   `rejected_observations` with why and skipped; the others are applied. The run fails only when the
+   batch cannot be judged (the catalog or the object store unreachable); its retry judges it again.
 2. **reforecast**: for every changed incident that asked for `updates` and is still open, triggers
    `wildfire_forecast` with the incident's new state (run id `reforecast__<incident>__<observation>`,
    so a retry triggers nothing twice).
@@ -53,10 +56,11 @@ def ingest_observation() -> None:
             if catalog.incident(incident_id) is not None:
                 catalog.record_incident_run(incident_id, ti.dag_id, ti.run_id, "running")
                 break  # a run belongs to one incident in the catalog: the first one of its batch
-        result = apply_observations(events, ObjectStoreHook(), catalog)
-        logging.getLogger(__name__).info(
-            "applied %d observation(s): %s", len(result["applied"]), result["applied"]
-        )
+        result = apply_observations(events, ObjectStoreHook(), catalog, dag_id=ti.dag_id, run_id=ti.run_id)
+        log = logging.getLogger(__name__)
+        log.info("applied %d observation(s): %s", len(result["applied"]), result["applied"])
+        if result["rejected"]:
+            log.warning("rejected %d observation(s): %s", len(result["rejected"]), result["rejected"])
         return result["reforecasts"]
 
     TriggerDagRunOperator.partial(

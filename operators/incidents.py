@@ -5,11 +5,13 @@ by ``ingest_observation``."""
 
 from __future__ import annotations
 
-import json
+import re
 import secrets
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, model_validator
+
+from operators.jsoninput import JSONInputError, Number, loads
 
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]{1,200}$"  # any printable text: it is shown, never executed
 
@@ -19,15 +21,15 @@ class Strict(BaseModel):
 
 
 class Point(Strict):
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: Number = Field(ge=-90, le=90)
+    lon: Number = Field(ge=-180, le=180)
 
 
 class Region(Strict):
-    min_lon: float = Field(ge=-180, le=180)
-    min_lat: float = Field(ge=-90, le=90)
-    max_lon: float = Field(ge=-180, le=180)
-    max_lat: float = Field(ge=-90, le=90)
+    min_lon: Number = Field(ge=-180, le=180)
+    min_lat: Number = Field(ge=-90, le=90)
+    max_lon: Number = Field(ge=-180, le=180)
+    max_lat: Number = Field(ge=-90, le=90)
 
     @model_validator(mode="after")
     def _ordered_and_small(self) -> Region:
@@ -42,13 +44,13 @@ class Region(Strict):
 
 
 class Weather(Strict):
-    wind_speed_ms: float = Field(ge=0, le=60, description="wind speed, m/s")
-    wind_direction_deg: float = Field(ge=0, lt=360, description="direction the wind blows from, degrees")
-    fuel_moisture: float = Field(ge=0, le=1, description="dead fuel moisture, fraction")
+    wind_speed_ms: Number = Field(ge=0, le=60, description="wind speed, m/s")
+    wind_direction_deg: Number = Field(ge=0, lt=360, description="direction the wind blows from, degrees")
+    fuel_moisture: Number = Field(ge=0, le=1, description="dead fuel moisture, fraction")
 
 
-Lon = Annotated[float, Field(ge=-180, le=180)]
-Lat = Annotated[float, Field(ge=-90, le=90)]
+Lon = Annotated[Number, Field(ge=-180, le=180)]
+Lat = Annotated[Number, Field(ge=-90, le=90)]
 MAX_PERIMETER_POSITIONS = 20_000
 
 
@@ -78,10 +80,10 @@ class WildfireIncident(Strict):
     ignition: Point
     region: Region
     weather: Weather
-    ensemble_size: int = Field(20, ge=1, le=200)
-    deadline_minutes: int = Field(60, ge=5, le=1440, description="results are useless after this")
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    updates: bool = Field(False, description="re-run the forecast when new observations arrive")
+    ensemble_size: StrictInt = Field(20, ge=1, le=200)
+    deadline_minutes: StrictInt = Field(60, ge=5, le=1440, description="results are useless after this")
+    seed: StrictInt = Field(0, ge=0, le=2**31 - 1)
+    updates: StrictBool = Field(False, description="re-run the forecast when new observations arrive")
     perimeter: Perimeter | None = Field(None, description="observed fire perimeter: burning at the start")
 
     @model_validator(mode="after")
@@ -95,8 +97,27 @@ class WildfireIncident(Strict):
         return self
 
 
+INCIDENT_ID = re.compile(r"^inc-[0-9a-f]{12}$")
+DAG_OF_KIND = {"wildfire": "wildfire_forecast", "study": "study_pipeline"}
+"""The DAG that works an incident of each kind: its runs' states are the incident's status, and the right
+to read (change) its runs is the right to read (cancel) the incident."""
+INGEST_DAG_ID = "ingest_observation"
+RunRole = Literal["incident", "ingest"]
+
+
 def new_incident_id() -> str:
     return f"inc-{secrets.token_hex(6)}"
+
+
+def run_role(kind: str, dag_id: str) -> RunRole | None:
+    """How a run of ``dag_id`` belongs to an incident of ``kind``: ``incident`` (a run of the kind's own DAG:
+    its state is the incident's status), ``ingest`` (observations applied to it: recorded, never its status),
+    or None: any other DAG's run is not the incident's, whatever its conf says."""
+    if dag_id == DAG_OF_KIND.get(kind):
+        return "incident"
+    if dag_id == INGEST_DAG_ID:
+        return "ingest"
+    return None
 
 
 def param_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -124,8 +145,8 @@ def parse_observation(kind: str, body: bytes, incident: WildfireIncident) -> dic
     if kind == "file":
         return None
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = loads(body)
+    except JSONInputError as exc:
         raise ObservationError(f"a {kind} observation must be JSON: {exc}") from None
     if kind == "perimeter" and isinstance(document, dict) and document.get("type") == "Feature":
         document = document.get("geometry")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
 
 from operators.tools.registry import TOOL_NAME, get_tool
 
@@ -20,7 +20,7 @@ class OrderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tool: str = Field(pattern=TOOL_NAME, description="a tool of the registry (include/tools.yaml)")
-    input_dataset_ids: list[int] = Field(
+    input_dataset_ids: list[StrictInt] = Field(
         min_length=1, max_length=MAX_INPUTS, description="catalog dataset ids the tool reads"
     )
     tool_params: dict[str, Any] = Field(

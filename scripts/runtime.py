@@ -715,6 +715,7 @@ def prepare_scaled(config: dict[str, str]) -> bool:
     """Check the broker answers and create the metadata database when it is missing (True: created)."""
     import psycopg2
     import redis
+    from psycopg2 import sql
     from sqlalchemy.engine import make_url
 
     broker = config["AIRFLOW__CELERY__BROKER_URL"]
@@ -744,7 +745,7 @@ def prepare_scaled(config: dict[str, str]) -> bool:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (url.database,))
             if cur.fetchone():
                 return False
-            cur.execute(f'CREATE DATABASE "{url.database}"')
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database)))
             say(f"database {url.database} created on {where(str(url))}")
             return True
     finally:

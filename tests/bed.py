@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 from connections import load_connections
 
@@ -15,3 +18,14 @@ def bed_connection(conn_id: str) -> dict:
             pytrace=False,
         )
     return conns[conn_id]
+
+
+class ImmediateOutbox:
+    """The exit handler's outbox, applying each record at once: tests read the catalog right after a
+    listener call (the real outbox writes from a thread; it has its own tests)."""
+
+    def __init__(self, apply: Any) -> None:
+        self.apply = apply
+
+    def put(self, record: dict[str, Any]) -> None:
+        self.apply(json.loads(json.dumps(record)))

@@ -1,17 +1,20 @@
 """The Postgres catalog, through ``PostgresHook`` on ``catalog_db``: idempotent writes and small queries.
 
-Every write is safe to repeat: a retried task records the same dataset, job or state once.
+Every write is safe to repeat: a retried task records the same dataset, job or state once. A write of
+several rows (a dataset and its lineage, a job and its state) is one transaction: all of it or nothing.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
 
 from operators.catalog.migrations import migrate
+from operators.incidents import RunRole, run_role
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,11 @@ class Catalog:
     # connection ids whose schema this process has brought up to date
     _current: ClassVar[set[str]] = set()
 
-    def __init__(self, conn_id: str = "catalog_db") -> None:
+    def __init__(self, conn_id: str = "catalog_db", statement_timeout_ms: int | None = None) -> None:
+        """``statement_timeout_ms``: every statement (and lock wait, migrations' included) of this
+        catalog gives up after that long: for callers that must not hang on a stalled database."""
         self.conn_id = conn_id
+        self.statement_timeout_ms = statement_timeout_ms
 
     def ensure_schema(self) -> None:
         """Apply pending migrations once per process (writes call it; it is one query when current)."""
@@ -56,15 +62,22 @@ class Catalog:
     def hook(self) -> Any:
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-        return PostgresHook(postgres_conn_id=self.conn_id)
+        ms = self.statement_timeout_ms
+        options = f"-c statement_timeout={ms} -c lock_timeout={ms}" if ms else None
+        return PostgresHook(postgres_conn_id=self.conn_id, options=options)
 
-    def _one(self, sql: str, params: Sequence[Any]) -> Any:
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """A cursor whose statements are committed together when the block ends, and none when it raises."""
         self.ensure_schema()
         with self.hook.get_conn() as conn, conn.cursor() as cur:
-            cur.execute(sql, params)
-            row = cur.fetchone()
+            yield cur
             conn.commit()
-            return row
+
+    def _one(self, sql: str, params: Sequence[Any]) -> Any:
+        with self._transaction() as cur:
+            cur.execute(sql, params)
+            return cur.fetchone()
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         self.ensure_schema()
@@ -94,32 +107,32 @@ class Catalog:
     ) -> int:
         """The dataset's id; the same (bucket, key, sha256) recorded twice is one row."""
         p = producer or Producer()
-        row = self._one(
-            "INSERT INTO datasets (bucket, key, sha256, size, content_type, incident_id,"
-            " dag_id, run_id, task_id, map_index, machine, job_id)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (bucket, key, sha256) DO UPDATE SET size = EXCLUDED.size"
-            " RETURNING id",
-            (
-                bucket,
-                key,
-                sha256,
-                size,
-                content_type,
-                incident_id,
-                p.dag_id,
-                p.run_id,
-                p.task_id,
-                p.map_index,
-                p.machine,
-                p.job_id,
-            ),
-        )
-        dataset_id = int(row[0])
-        for input_id in inputs:
-            self._one(
-                "INSERT INTO lineage (input_id, output_id) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING 1",
-                (input_id, dataset_id),
+        with self._transaction() as cur:
+            cur.execute(
+                "INSERT INTO datasets (bucket, key, sha256, size, content_type, incident_id,"
+                " dag_id, run_id, task_id, map_index, machine, job_id)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (bucket, key, sha256) DO UPDATE SET size = EXCLUDED.size"
+                " RETURNING id",
+                (
+                    bucket,
+                    key,
+                    sha256,
+                    size,
+                    content_type,
+                    incident_id,
+                    p.dag_id,
+                    p.run_id,
+                    p.task_id,
+                    p.map_index,
+                    p.machine,
+                    p.job_id,
+                ),
+            )
+            dataset_id = int(cur.fetchone()[0])
+            cur.executemany(
+                "INSERT INTO lineage (input_id, output_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                [(input_id, dataset_id) for input_id in inputs],
             )
         return dataset_id
 
@@ -135,20 +148,20 @@ class Catalog:
     ) -> int:
         """Upsert a job by (machine, native id) and add ``state`` to its history (once per state)."""
         p = producer or Producer()
-        row = self._one(
-            "INSERT INTO jobs (machine, native_id, name, dag_id, run_id, task_id, map_index, state, exit_code)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (machine, native_id) DO UPDATE SET state = EXCLUDED.state,"
-            " exit_code = EXCLUDED.exit_code, updated_at = now()"
-            " RETURNING id",
-            (machine, native_id, name, p.dag_id, p.run_id, p.task_id, p.map_index, state, exit_code),
-        )
-        job_id = int(row[0])
-        self._one(
-            "INSERT INTO job_states (job_id, state, exit_code) VALUES (%s, %s, %s)"
-            " ON CONFLICT DO NOTHING RETURNING 1",
-            (job_id, state, exit_code),
-        )
+        with self._transaction() as cur:
+            cur.execute(
+                "INSERT INTO jobs (machine, native_id, name, dag_id, run_id, task_id, map_index, state,"
+                " exit_code) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (machine, native_id) DO UPDATE SET state = EXCLUDED.state,"
+                " exit_code = EXCLUDED.exit_code, updated_at = now()"
+                " RETURNING id",
+                (machine, native_id, name, p.dag_id, p.run_id, p.task_id, p.map_index, state, exit_code),
+            )
+            job_id = int(cur.fetchone()[0])
+            cur.execute(
+                "INSERT INTO job_states (job_id, state, exit_code) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (job_id, state, exit_code),
+            )
         return job_id
 
     def datasets_of_run(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
@@ -350,6 +363,32 @@ class Catalog:
         )
         return rows[0]["payload"] if rows else None
 
+    def record_rejected_observation(
+        self,
+        *,
+        dag_id: str,
+        run_id: str,
+        event_index: int,
+        incident_id: str | None,
+        observation_id: str | None,
+        key: str | None,
+        reason: str,
+    ) -> None:
+        """An observation event that run (dag_id, run_id) rejected (its ``event_index``-th): once per event."""
+        self._one(
+            "INSERT INTO rejected_observations (dag_id, run_id, event_index, incident_id, observation_id,"
+            " key, reason) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (dag_id, run_id, event_index) DO UPDATE SET reason = EXCLUDED.reason RETURNING 1",
+            (dag_id, run_id, event_index, incident_id, observation_id, key, reason),
+        )
+
+    def rejected_observations(self, incident_id: str) -> list[dict[str, Any]]:
+        return self._all(
+            "SELECT dag_id, run_id, event_index, observation_id, key, reason, created_at"
+            " FROM rejected_observations WHERE incident_id = %s ORDER BY created_at, event_index",
+            (incident_id,),
+        )
+
     def delete_dataset(self, dataset_id: int) -> None:
         """Undo ``record_dataset`` for an upload that was not accepted after all (both or neither)."""
         self._one("DELETE FROM datasets WHERE id = %s RETURNING id", (dataset_id,))
@@ -384,18 +423,28 @@ class Catalog:
         reason: str = "",
         started_at: Any = None,
         ended_at: Any = None,
-    ) -> None:
-        """Upsert one run's state (the exit handler calls it at every state change; idempotent)."""
-        self._one(
-            "INSERT INTO incident_runs (incident_id, dag_id, run_id, state, reason, started_at, ended_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    ) -> RunRole | None:
+        """Upsert one run's state on its incident (the exit handler calls it at every state change;
+        idempotent) and return the run's role there (``run_role``). Nothing is recorded, and None returned,
+        when the incident does not exist, when ``dag_id`` is neither the incident kind's own DAG nor the
+        ingest DAG, or when the run is recorded on another incident already."""
+        incident = self.incident(incident_id)
+        role = run_role(incident["kind"], dag_id) if incident else None
+        if role is None:
+            return None
+        row = self._one(
+            "INSERT INTO incident_runs"
+            " (incident_id, dag_id, run_id, role, state, reason, started_at, ended_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (dag_id, run_id) DO UPDATE SET state = EXCLUDED.state,"
             " reason = COALESCE(NULLIF(EXCLUDED.reason, ''), incident_runs.reason),"
             " started_at = COALESCE(incident_runs.started_at, EXCLUDED.started_at),"
             " ended_at = COALESCE(EXCLUDED.ended_at, incident_runs.ended_at), updated_at = now()"
-            " RETURNING 1",
-            (incident_id, dag_id, run_id, state, reason, started_at, ended_at),
+            " WHERE incident_runs.incident_id = EXCLUDED.incident_id"
+            " RETURNING role",
+            (incident_id, dag_id, run_id, role, state, reason, started_at, ended_at),
         )
+        return role if row else None
 
     def incident_of_run(self, dag_id: str, run_id: str) -> str | None:
         rows = self._all(
@@ -405,7 +454,7 @@ class Catalog:
 
     def runs_of_incident(self, incident_id: str) -> list[dict[str, Any]]:
         return self._all(
-            "SELECT dag_id, run_id, state, reason, started_at, ended_at, updated_at FROM incident_runs"
+            "SELECT dag_id, run_id, role, state, reason, started_at, ended_at, updated_at FROM incident_runs"
             " WHERE incident_id = %s ORDER BY updated_at",
             (incident_id,),
         )

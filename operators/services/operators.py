@@ -15,7 +15,7 @@ from operators.catalog.catalog import Catalog, task_map_index
 from operators.services.data import drop_service_data, pull_prefix, service_data_dir
 from operators.services.hook import Service, ServiceHook
 from operators.services.readiness import ServiceNotReady
-from operators.services.spec import ServiceLabels, ServiceSpec, iso_utc, service_id
+from operators.services.spec import ServiceLabels, ServiceSpec, iso_utc, link_url, service_id
 
 
 class ServiceLink(BaseOperatorLink):
@@ -27,7 +27,8 @@ class ServiceLink(BaseOperatorLink):
         from airflow.sdk.execution_time.xcom import XCom
 
         result = XCom.get_value(ti_key=ti_key, key="return_value")
-        return str(result.get("url") or "") if isinstance(result, Mapping) else ""
+        url = result.get("url") if isinstance(result, Mapping) else None
+        return link_url(url if isinstance(url, str) else None) or ""  # never a javascript: link
 
 
 class _ServiceTask(BaseOperator):
@@ -133,9 +134,9 @@ class StartServiceOperator(_ServiceTask):
             mounts.append({"source": str(dest), "target": self.data_target, "read_only": True})
         return mounts
 
-    def _spec(self, ti: Any) -> ServiceSpec:
+    def _identity(self, ti: Any) -> ServiceLabels:
         map_index = task_map_index(ti)
-        identity = ServiceLabels(
+        return ServiceLabels(
             service_id=service_id(ti.dag_id, ti.run_id, ti.task_id, map_index),
             dag_id=ti.dag_id,
             run_id=ti.run_id,
@@ -146,6 +147,9 @@ class StartServiceOperator(_ServiceTask):
             keepalive_seconds=int(self.keepalive_seconds) if self.keepalive_seconds is not None else None,
             outlive_run=bool(self.outlive_run),
         )
+
+    def _spec(self, identity: ServiceLabels) -> ServiceSpec:
+        """What to start (pulling the service's data first): only when there is no container to reuse."""
         return ServiceSpec.build(
             identity,
             image=self.image,
@@ -159,8 +163,8 @@ class StartServiceOperator(_ServiceTask):
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        spec = self._spec(context["ti"])
-        sid = spec.identity.service_id
+        identity = self._identity(context["ti"])
+        sid = identity.service_id
         hook, catalog = self._hooks()
         service = hook.find(sid)
         if service is not None and service.running:
@@ -170,7 +174,7 @@ class StartServiceOperator(_ServiceTask):
         else:
             if service is not None:  # an earlier try's container that stopped: start afresh
                 hook.remove(service.container_id)
-            service = hook.start(spec)
+            service = hook.start(self._spec(identity))
             self.log.info(
                 "Started service %s: container %s at %s", sid, service.container_id[:12], service.url
             )

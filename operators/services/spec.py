@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 LABEL = "urgentflow."
 SERVICE_LABEL = f"{LABEL}service"
@@ -23,6 +24,16 @@ def service_id(dag_id: str, run_id: str, task_id: str, map_index: int | None = -
     index = -1 if map_index is None else int(map_index)
     identity = "\x1f".join((dag_id, run_id, task_id, str(index)))
     return f"svc-{hashlib.sha256(identity.encode()).hexdigest()[:24]}"
+
+
+def link_url(url: str | None) -> str | None:
+    """``url`` when it may be shown as a service's link (http or https, with a host), else None: never a
+    ``javascript:`` or ``data:`` link. Escaping it for HTML is still the page's job."""
+    try:
+        parts = urlsplit((url or "").strip())
+    except ValueError:
+        return None
+    return url if parts.scheme.lower() in ("http", "https") and parts.hostname else None
 
 
 def container_name(sid: str) -> str:

@@ -126,6 +126,20 @@ class ObjectStoreHook(BaseHook):
         return str(bucket)
 
     @cached_property
+    def _endpoint(self) -> str:
+        conn = self._conn
+        return f"{conn.host}:{conn.port}" if conn.port else str(conn.host)
+
+    @cached_property
+    def _secure(self) -> bool:
+        return bool(self._conn.extra_dejson.get("secure", True))
+
+    @cached_property
+    def origin(self) -> str:
+        """``scheme://host[:port]`` of the store's API: where presigned links point."""
+        return f"{'https' if self._secure else 'http'}://{self._endpoint}"
+
+    @cached_property
     def client(self) -> Any:
         import urllib3
         from minio import Minio
@@ -136,10 +150,10 @@ class ObjectStoreHook(BaseHook):
             total=5, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504), allowed_methods=None
         )
         return Minio(
-            f"{conn.host}:{conn.port}" if conn.port else str(conn.host),
+            self._endpoint,
             access_key=conn.login,
             secret_key=conn.password,
-            secure=bool(extra.get("secure", True)),
+            secure=self._secure,
             region=extra.get("region"),
             http_client=urllib3.PoolManager(retries=retries, timeout=urllib3.Timeout(connect=10, read=300)),
         )
@@ -251,8 +265,22 @@ class ObjectStoreHook(BaseHook):
     def delete(self, key: str) -> None:
         self.client.remove_object(self.bucket, check_key(key))
 
-    def presigned_get(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
-        return self.client.presigned_get_object(self.bucket, check_key(key), expires=expires)
+    def presigned_get(
+        self, key: str, expires: timedelta = timedelta(hours=1), *, bucket: str | None = None
+    ) -> str:
+        """A download link to ``key`` in ``bucket`` (the hook's own by default). The store answers it as an
+        attachment of type ``application/octet-stream`` whatever the object was stored as, so a browser
+        saves it instead of rendering it as a page of the store's origin."""
+        name = check_key(key).rsplit("/", 1)[-1]  # [A-Za-z0-9._+=@-] only: safe between the quotes
+        return self.client.presigned_get_object(
+            bucket or self.bucket,
+            key,
+            expires=expires,
+            response_headers={
+                "response-content-type": "application/octet-stream",
+                "response-content-disposition": f'attachment; filename="{name}"',
+            },
+        )
 
     def presigned_put(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
         return self.client.presigned_put_object(self.bucket, check_key(key), expires=expires)

@@ -4,12 +4,17 @@
 stdin, never on a command line or in a log), so no byte passes through the worker. ``sftp``: the
 worker streams between the store and SFTP at constant memory (for hosts that cannot reach the store).
 Either way the sha256 is checked on the HPC side and a bad transfer leaves no file and no object.
+A transfer that fails raises its own error, also when removing what it left behind fails too (that is
+logged).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import shlex
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -22,6 +27,7 @@ Method = Literal["presigned", "sftp"]
 METHODS = ("presigned", "sftp")
 GLOB_RE = re.compile(r"^[A-Za-z0-9._*?-]{1,128}$")
 CURL = "curl -fsS --retry 3 --retry-delay 1 --connect-timeout 10"
+log = logging.getLogger(__name__)
 
 
 class StagingError(RuntimeError):
@@ -44,6 +50,20 @@ def _check_method(method: str) -> None:
         raise ValueError(f"staging method must be one of {METHODS}, got {method!r}")
 
 
+@contextmanager
+def _undone_on_failure(undo: Callable[[], object], what: str) -> Iterator[None]:
+    """Call ``undo`` when the block raises, then raise the block's error: an ``undo`` that fails as
+    well is logged, never raised in its place (the transfer's error says what went wrong)."""
+    try:
+        yield
+    except Exception:
+        try:
+            undo()
+        except Exception:
+            log.exception("%s failed as well; raising the transfer's own error", what)
+        raise
+
+
 def _remote_digest(transport: Transport, path: str) -> tuple[str, int]:
     q = shlex.quote(path)
     out = transport.run(f"sha256sum {q} | cut -d' ' -f1 && stat -c %s {q}").check(f"checksum of {path}")
@@ -60,7 +80,10 @@ def stage_in(transport: Transport, store: ObjectStoreHook, key: str, dest: str, 
     partial = f"{dest}.partial"
     q_dir, q_partial = shlex.quote(dest.rsplit("/", 1)[0] or "/"), shlex.quote(partial)
     transport.run(f"mkdir -p {q_dir} && rm -f {q_partial}").check("preparing the destination")
-    try:
+    remove_partial = f"removing {partial}"
+    with _undone_on_failure(
+        lambda: transport.run(f"rm -f {q_partial}").check(remove_partial), remove_partial
+    ):
         if method == "presigned":
             url = store.presigned_get(key)
             transport.run(f"{CURL} -o {q_partial} -K -", timeout=3600, stdin=f'url = "{url}"\n').check(
@@ -72,9 +95,6 @@ def stage_in(transport: Transport, store: ObjectStoreHook, key: str, dest: str, 
         if expected and digest != expected:
             raise StagingError(f"{key}: arrived with sha256 {digest}, the store recorded {expected}")
         transport.run(f"mv -f {q_partial} {shlex.quote(dest)}").check("moving the staged file in place")
-    except Exception:
-        transport.run(f"rm -f {q_partial}")
-        raise
     return Staged(key, dest, size, digest)
 
 
@@ -119,7 +139,7 @@ def stage_out(transport: Transport, store: ObjectStoreHook, path: str, key: str,
     check_path(path, "source path")
     check_key(key)
     digest, size = _remote_digest(transport, path)
-    try:
+    with _undone_on_failure(lambda: store.delete(key), f"removing the partial object {key}"):
         if method == "presigned":
             url = store.presigned_put(key)
             transport.run(
@@ -130,12 +150,4 @@ def stage_out(transport: Transport, store: ObjectStoreHook, path: str, key: str,
             stored = check_stored(
                 store.put_stream(key, ChunkReader(transport.get_stream(path))), size, digest, path
             )
-    except Exception:
-        try:
-            store.delete(key)
-        except Exception as cleanup:  # the original error matters more
-            raise StagingError(
-                f"{key}: transfer failed and the partial object could not be removed: {cleanup}"
-            ) from None
-        raise
     return stored

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from urgentflow_api import incidents, incidents_page, machines, observations, orders, services
 from urgentflow_api.limits import BodyLimit
+from urgentflow_api.refusals import StrictJSONBodies, unexpected_error_is_logged, validation_error_is_422
+from urgentflow_api.web_security import WebSecurity
 
 URL_PREFIX = "/urgentflow"
 # What Airflow's token check says (with 403) about a token it cannot verify: forged, garbled, wrong key.
@@ -40,5 +43,12 @@ def create_app() -> FastAPI:
     app.include_router(services.router)
     app.include_router(orders.router)
     app.add_exception_handler(HTTPException, invalid_token_is_401)
+    app.add_exception_handler(RequestValidationError, validation_error_is_422)
+    app.add_exception_handler(Exception, unexpected_error_is_logged)
+    app.add_middleware(StrictJSONBodies)  # inside BodyLimit: reads only bodies BodyLimit let through
     app.add_middleware(BodyLimit)
+    # outermost: a refusal from any layer inside is hardened too
+    app.add_middleware(
+        WebSecurity, no_policy=(app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url)
+    )
     return app

@@ -6,7 +6,6 @@ checks (permissions, the DAG's params schema) apply exactly as for ``POST /api/v
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
@@ -15,12 +14,12 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from operators.catalog.catalog import Catalog
-from operators.incidents import WildfireIncident, new_incident_id
+from operators.incidents import DAG_OF_KIND, INCIDENT_ID, WildfireIncident, new_incident_id
+from operators.services.spec import link_url
+from urgentflow_api.access import kind_allowed, permitted
 from urgentflow_api.airflow_api import allowed, fail_run, trigger_run
 
 router = APIRouter()
-DAG_OF_KIND = {"wildfire": "wildfire_forecast"}
-INCIDENT_ID = re.compile(r"^inc-[0-9a-f]{12}$")
 
 
 @router.post(
@@ -56,9 +55,9 @@ def list_incidents(user: GetUserDep, limit: int = 100) -> list[dict[str, Any]]:
     catalog = Catalog()
     found = []
     for row in catalog.incidents(max(1, min(limit, 1000))):
-        if not allowed(user, DAG_OF_KIND.get(row["kind"], ""), "GET"):
+        if not kind_allowed(user, row["kind"], "GET"):
             continue
-        runs = catalog.runs_of_incident(row["id"])
+        runs = permitted(user, catalog.runs_of_incident(row["id"]))
         found.append(
             {
                 "incident_id": row["id"],
@@ -76,17 +75,20 @@ def _run_out(run: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in run.items()}
 
 
-@router.get("/incidents/{incident_id}", summary="One incident: runs, jobs, results, services")
+@router.get(
+    "/incidents/{incident_id}",
+    summary="One incident: its runs (of the DAGs the user may read) with their jobs, results and services",
+)
 def get_incident(incident_id: str, user: GetUserDep) -> dict[str, Any]:
     catalog = Catalog()
     row = catalog.incident(incident_id) if INCIDENT_ID.match(incident_id) else None
-    if row is None or not allowed(user, DAG_OF_KIND.get(row["kind"], ""), "GET"):
+    if row is None or not kind_allowed(user, row["kind"], "GET"):
         raise HTTPException(status_code=404, detail=f"no incident {incident_id!r}")
     from operators.storage.hook import ObjectStoreHook
 
     store = ObjectStoreHook()
     runs = []
-    for run in catalog.runs_of_incident(incident_id):
+    for run in permitted(user, catalog.runs_of_incident(incident_id)):
         datasets = catalog.datasets_of_run(run["dag_id"], run["run_id"])
         runs.append(
             {
@@ -99,12 +101,17 @@ def get_incident(incident_id: str, user: GetUserDep) -> dict[str, Any]:
                         "key": d["key"],
                         "size": d["size"],
                         "sha256": d["sha256"],
-                        "download": store.presigned_get(d["key"], expires=timedelta(hours=1)),
+                        "download": store.presigned_get(d["key"], timedelta(hours=1), bucket=d["bucket"]),
                     }
                     for d in datasets
                 ],
                 "services": [
-                    {"service_id": s["id"], "url": s["url"], "state": s["state"], "task_id": s["task_id"]}
+                    {
+                        "service_id": s["id"],
+                        "url": link_url(s["url"]),
+                        "state": s["state"],
+                        "task_id": s["task_id"],
+                    }
                     for s in catalog.services_of_run(run["dag_id"], run["run_id"])
                 ],
             }
@@ -142,15 +149,18 @@ LIVE_RUN_STATES = ("queued", "running")
 def cancel_incident(incident_id: str, user: GetUserDep) -> dict[str, Any]:
     catalog = Catalog()
     row = catalog.incident(incident_id) if INCIDENT_ID.match(incident_id) else None
-    if row is None or not allowed(user, DAG_OF_KIND.get(row["kind"], ""), "GET"):
+    if row is None or not kind_allowed(user, row["kind"], "GET"):
         raise HTTPException(status_code=404, detail=f"no incident {incident_id!r}")
-    if not allowed(user, DAG_OF_KIND[row["kind"]], "PUT"):
+    if not kind_allowed(user, row["kind"], "PUT"):
         raise HTTPException(status_code=403, detail="you may not change these runs")
+    # Only the incident's own runs (of its kind's DAG, which the user may change) and their services: an
+    # ingest run may be applying other incidents' observations too, and is left to finish.
+    own = [run for run in catalog.runs_of_incident(incident_id) if run["role"] == "incident"]
     # marked first, so no new data or reforecast starts meanwhile; put back if a run cannot be failed
     catalog.set_incident_status(incident_id, "cancelled")
     failed_runs, stopped = [], []
     try:
-        for run in catalog.runs_of_incident(incident_id):
+        for run in own:
             # in process, as Airflow's PATCH would: deferred tasks lose their triggers, whose cleanup
             # cancels the batch jobs
             if run["state"] in LIVE_RUN_STATES and fail_run(user, run["dag_id"], run["run_id"]):

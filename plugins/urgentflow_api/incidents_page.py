@@ -1,8 +1,8 @@
 """The Incidents page (``GET /ui/incidents``) and its map thumbnails (``GET /incidents/{id}/thumbnail``).
 
-Same rule as the JSON API: a user sees only incidents of DAGs whose runs they may read; an incident
-they may not read is a 404, as if it did not exist. Incident names are user text: everything shown
-is escaped.
+Same rule as the JSON API: a user sees only incidents of DAGs whose runs they may read, and of an incident
+only the runs (latest run, map, viewers) of DAGs they may read; an incident they may not read is a 404, as
+if it did not exist. Incident names are user text: everything shown is escaped.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from operators.catalog.catalog import Catalog
-from urgentflow_api.airflow_api import allowed
-from urgentflow_api.incidents import DAG_OF_KIND, INCIDENT_ID
+from operators.incidents import INCIDENT_ID
+from operators.services.spec import link_url
+from urgentflow_api.access import kind_allowed, permitted
 
 router = APIRouter()
 THUMBNAIL_NAME = "burn_probability.png"
@@ -46,19 +47,17 @@ class IncidentRow:
     viewers: list[str] = field(default_factory=list)  # URLs of the incident's live services
 
 
-def _readable(user: Any, kind: str) -> bool:
-    dag_id = DAG_OF_KIND.get(kind)
-    return dag_id is not None and allowed(user, dag_id, "GET")
-
-
-def latest_map(catalog: Catalog, runs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The burn-probability map of the newest successful run (``runs`` oldest first), if it has one."""
+def latest_map(catalog: Catalog, incident_id: str, runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The burn-probability map of the incident's newest successful run of its own (``runs`` oldest first),
+    if that run wrote one under the incident's prefix: a run's output under another prefix is not this
+    incident's map, whatever its name."""
+    prefix = f"incidents/{incident_id}/"
     for run in reversed(runs):
-        if run["state"] == "success":
+        if run["role"] == "incident" and run["state"] == "success":
             maps = [
                 d
                 for d in catalog.datasets_of_run(run["dag_id"], run["run_id"])
-                if d["key"].rsplit("/", 1)[-1] == THUMBNAIL_NAME
+                if d["key"].startswith(prefix) and d["key"].rsplit("/", 1)[-1] == THUMBNAIL_NAME
             ]
             return maps[-1] if maps else None
     return None
@@ -67,9 +66,9 @@ def latest_map(catalog: Catalog, runs: list[dict[str, Any]]) -> dict[str, Any] |
 def incident_rows(catalog: Catalog, user: Any, limit: int = PAGE_LIMIT) -> list[IncidentRow]:
     rows = []
     for incident in catalog.incidents(limit):
-        if not _readable(user, incident["kind"]):
+        if not kind_allowed(user, incident["kind"], "GET"):
             continue
-        runs = catalog.runs_of_incident(incident["id"])
+        runs = permitted(user, catalog.runs_of_incident(incident["id"]))
         viewers = [
             s["url"]
             for run in runs
@@ -85,7 +84,7 @@ def incident_rows(catalog: Catalog, user: Any, limit: int = PAGE_LIMIT) -> list[
                 status=incident["status"],
                 created_at=incident["created_at"].isoformat(timespec="seconds"),
                 run={k: latest[k] for k in ("dag_id", "run_id", "state", "reason")} if latest else None,
-                has_map=latest_map(catalog, runs) is not None,
+                has_map=latest_map(catalog, incident["id"], runs) is not None,
                 viewers=viewers,
             )
         )
@@ -103,7 +102,7 @@ def run_link(dag_id: str, run_id: str) -> str:
 
 
 def _viewer_link(url: str) -> str:
-    if not url.startswith(("http://", "https://")):  # never a javascript: or data: link
+    if link_url(url) is None:  # never a javascript: or data: link
         return ""
     return f'<a href="{_e(url)}" target="_blank" rel="noopener">viewer</a>'
 
@@ -171,9 +170,9 @@ text-anchor="middle" fill="#757575">no map yet</text></svg>"""
 def thumbnail(incident_id: str, user: GetUserDep) -> Response:
     catalog = Catalog()
     row = catalog.incident(incident_id) if INCIDENT_ID.match(incident_id) else None
-    if row is None or not _readable(user, row["kind"]):
+    if row is None or not kind_allowed(user, row["kind"], "GET"):
         raise HTTPException(status_code=404, detail=f"no incident {incident_id!r}")
-    found = latest_map(catalog, catalog.runs_of_incident(incident_id))
+    found = latest_map(catalog, incident_id, permitted(user, catalog.runs_of_incident(incident_id)))
     if found is None:
         return Response(PLACEHOLDER, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
     from operators.storage.hook import ObjectStoreHook

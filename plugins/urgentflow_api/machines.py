@@ -1,4 +1,6 @@
-"""``GET /machines``, ``GET /machines/{name}`` and the Machines page: catalog entry, latest status, our jobs."""
+"""``GET /machines``, ``GET /machines/{name}`` and the Machines page: catalog entry, latest status, our jobs.
+
+A job shows the DAG, run and task it belongs to: a user sees only jobs of DAGs whose runs they may read."""
 
 from __future__ import annotations
 
@@ -6,13 +8,14 @@ import html
 from typing import Any
 
 from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
-from airflow.api_fastapi.core_api.security import requires_access_view
+from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_view
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from operators.catalog.catalog import Catalog
 from operators.machines.catalog import Machine, load_catalog
+from urgentflow_api.access import permitted
 
 router = APIRouter(dependencies=[Depends(requires_access_view(AccessView.CLUSTER_ACTIVITY))])
 STALE_AFTER_S = 180
@@ -74,22 +77,30 @@ def machines_report(job_limit: int = 20) -> list[MachineOut]:
     ]
 
 
+def for_user(user: Any, machine: MachineOut) -> MachineOut:
+    """``machine`` with only the jobs of DAGs ``user`` may read."""
+    return machine.model_copy(update={"jobs": permitted(user, machine.jobs)})
+
+
 @router.get(
     "/machines", response_model=list[MachineOut], summary="Every machine: catalog entry, status, our jobs"
 )
-def list_machines() -> list[MachineOut]:
-    return machines_report()
+def list_machines(user: GetUserDep) -> list[MachineOut]:
+    return [for_user(user, m) for m in machines_report()]
 
 
 @router.get(
     "/machines/{name}", response_model=MachineOut, summary="One machine with its 200 newest jobs of ours"
 )
-def get_machine(name: str) -> MachineOut:
+def get_machine(name: str, user: GetUserDep) -> MachineOut:
     machines = load_catalog()
     if name not in machines:
         raise HTTPException(status_code=404, detail=f"unknown machine {name!r}")
     catalog = Catalog()
-    return _machine_out(machines[name], catalog.latest_machine_status().get(name), catalog.jobs_on(name, 200))
+    found = _machine_out(
+        machines[name], catalog.latest_machine_status().get(name), catalog.jobs_on(name, 200)
+    )
+    return for_user(user, found)
 
 
 COLOURS = {
@@ -173,5 +184,5 @@ older than 3 minutes shows as unknown). JSON: <code>GET /urgentflow/machines</co
 
 
 @router.get("/ui/machines", response_class=HTMLResponse, include_in_schema=False)
-def machines_page() -> str:
-    return render_page(machines_report())
+def machines_page(user: GetUserDep) -> str:
+    return render_page([for_user(user, m) for m in machines_report()])

@@ -48,7 +48,7 @@ FINAL_STATUSES = ("cancelled", "closed")
     responses={
         404: {"description": "no such incident"},
         403: {"description": "no right to run the incident's DAG"},
-        409: {"description": "the incident is cancelled or closed"},
+        409: {"description": "the incident is cancelled or closed, or of a kind that takes no observations"},
         413: {"description": "body larger than 16 MiB"},
         422: {"description": "the data is not acceptable (the reason is given)"},
     },
@@ -64,13 +64,9 @@ async def push_data(
     object_name = _object_name(kind, name)
     body = await _body(request)
     expected = request.headers.get("x-content-sha256", "").lower()
-    if expected and (not SHA256.match(expected) or hashlib.sha256(body).hexdigest() != expected):
-        raise HTTPException(status_code=422, detail="X-Content-SHA256 does not match the body")
-    try:
-        change = parse_observation(kind, body, WildfireIncident.model_validate(row["payload"]))
-    except ObservationError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from None
-    stored = await run_in_threadpool(_store, request, user, incident_id, kind, object_name, body, change)
+    # hashing and parsing up to 16 MiB takes long enough to hold up every other request of this worker
+    change = await run_in_threadpool(_checked, kind, body, expected, row["payload"])
+    stored = await run_in_threadpool(_store, user, incident_id, kind, object_name, body, change)
     return JSONResponse(status_code=201, content=stored)
 
 
@@ -83,7 +79,20 @@ def _incident(incident_id: str, user: Any) -> dict[str, Any]:
         raise HTTPException(status_code=403, detail=f"you may not run {dag_id} for this incident")
     if row["status"] in FINAL_STATUSES:
         raise HTTPException(status_code=409, detail=f"incident {incident_id} is {row['status']}")
+    if row["kind"] != "wildfire":  # what ingest_observation applies observations to
+        raise HTTPException(status_code=409, detail=f"a {row['kind']} incident takes no observations")
     return row
+
+
+def _checked(kind: str, body: bytes, expected: str, incident: dict[str, Any]) -> dict[str, Any] | None:
+    """The change ``body`` makes to the incident (``parse_observation``); 422 when it is not acceptable or
+    its sha256 is not ``expected`` (when given)."""
+    if expected and (not SHA256.match(expected) or hashlib.sha256(body).hexdigest() != expected):
+        raise HTTPException(status_code=422, detail="X-Content-SHA256 does not match the body")
+    try:
+        return parse_observation(kind, body, WildfireIncident.model_validate(incident))
+    except ObservationError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
 
 
 def _object_name(kind: str, name: str | None) -> str:
@@ -113,7 +122,6 @@ async def _body(request: Request) -> bytes:
 
 
 def _store(
-    request: Request,
     user: Any,
     incident_id: str,
     kind: str,
@@ -128,8 +136,9 @@ def _store(
     observation_id = f"obs-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
     key = f"incidents/{incident_id}/observations/{observation_id}/{name}"
     store, catalog = ObjectStoreHook(), Catalog()
-    content_type = CONTENT_TYPE.get(kind, request.headers.get("content-type") or "application/octet-stream")
-    stored = store.put_stream(key, io.BytesIO(body), content_type[:200], length=len(body))
+    # never the caller's Content-Type: the store's origin must not serve an uploaded page as HTML
+    content_type = CONTENT_TYPE.get(kind, "application/octet-stream")
+    stored = store.put_stream(key, io.BytesIO(body), content_type, length=len(body))
     dataset_id = catalog.record_stored(stored, Producer(task_id="POST /incidents/{id}/data"), incident_id)
     extra = {
         "incident_id": incident_id,

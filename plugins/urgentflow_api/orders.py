@@ -1,7 +1,9 @@
 """Orders (IVCAP-style): ``POST /orders`` (a ``queued`` order row and its analytics_order DAG run, both or
 neither), ``GET /orders``, ``GET /orders/{id}`` (state, exit code, reason, inputs, outputs with download
 links). The run is created in process through Airflow's own code (``airflow_api``) as the caller, so Airflow's
-checks (permissions, the DAG's params schema) apply as for ``POST /api/v2/dags/{id}/dagRuns``.
+checks (permissions, the DAG's params schema) apply as for ``POST /api/v2/dags/{id}/dagRuns``. The run
+reads its inputs with the DAG's rights, so an order may name only datasets the caller may read (the
+right to read runs of the DAG that made each), and an order shows only those of its datasets.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from fastapi.responses import JSONResponse
 from operators.catalog.orders import OrderCatalog
 from operators.orders import DAG_ID, ORDER_ID_PATTERN, OrderRequest, new_order_id, run_id_of
 from operators.tools.registry import get_tool
+from urgentflow_api.access import permitted
 from urgentflow_api.airflow_api import allowed, trigger_run
 
 router = APIRouter()
@@ -28,14 +31,24 @@ ORDER_ID = re.compile(ORDER_ID_PATTERN)
     "/orders",
     status_code=201,
     summary="Place an order: a tool of the registry over catalog datasets; it is recorded and its run starts",
-    responses={422: {"description": "invalid order (field errors)"}, 403: {"description": "no right"}},
+    responses={
+        422: {"description": "invalid order (field errors), or an input the user may not read"},
+        403: {"description": "no right"},
+    },
 )
 def create_order(order: OrderRequest, request: Request, user: GetUserDep) -> JSONResponse:
     if not allowed(user, DAG_ID, "POST"):
         raise HTTPException(status_code=403, detail=f"you may not trigger {DAG_ID}")
+    orders = OrderCatalog()
+    readable = _readable_datasets(orders, user, order.input_dataset_ids)
+    refused = [i for i in order.input_dataset_ids if i not in readable]
+    if refused:  # the run would read them with the DAG's rights, not the caller's
+        raise HTTPException(
+            status_code=422,
+            detail=[{"loc": ["body", "input_dataset_ids"], "msg": f"no dataset you may read: {refused}"}],
+        )
     order_id = new_order_id()
     run_id = run_id_of(order_id)
-    orders = OrderCatalog()
     orders.create_order(
         order_id,
         tool=order.tool,
@@ -80,16 +93,23 @@ def list_orders(user: GetUserDep, limit: int = 100) -> list[dict[str, Any]]:
     return [_summary(r) for r in rows if allowed(user, r["dag_id"] or DAG_ID, "GET")]
 
 
-def _datasets(orders: OrderCatalog, ids: Sequence[int], store: Any = None) -> list[dict[str, Any]]:
+def _readable_datasets(orders: OrderCatalog, user: Any, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The datasets among ``ids`` that exist and that ``user`` may read (by the DAG that made each), by id."""
+    rows = [row for dataset_id in ids if (row := orders.dataset(dataset_id)) is not None]
+    return {row["id"]: row for row in permitted(user, rows)}
+
+
+def _datasets(orders: OrderCatalog, user: Any, ids: Sequence[int], store: Any = None) -> list[dict[str, Any]]:
+    readable = _readable_datasets(orders, user, ids)
     found = []
     for dataset_id in ids:
-        row = orders.dataset(dataset_id)
-        if row is None:  # an input that never existed (the order was refused for it)
+        row = readable.get(dataset_id)
+        if row is None:  # gone, or made by a DAG the user may not read: the same answer (no probing)
             found.append({"dataset_id": dataset_id, "missing": True})
             continue
         item = {"dataset_id": row["id"], "key": row["key"], "size": row["size"], "sha256": row["sha256"]}
         if store is not None:
-            item["download"] = store.presigned_get(row["key"], expires=timedelta(hours=1))
+            item["download"] = store.presigned_get(row["key"], timedelta(hours=1), bucket=row["bucket"])
         found.append(item)
     return found
 
@@ -109,6 +129,6 @@ def get_order(order_id: str, user: GetUserDep) -> dict[str, Any]:
         "reason": row["reason"],
         "started_at": _iso(row["started_at"]),
         "ended_at": _iso(row["ended_at"]),
-        "inputs": _datasets(orders, row["input_ids"]),
-        "outputs": _datasets(orders, row["output_ids"], ObjectStoreHook()),
+        "inputs": _datasets(orders, user, row["input_ids"]),
+        "outputs": _datasets(orders, user, row["output_ids"], ObjectStoreHook()),
     }

@@ -1,7 +1,8 @@
 """Service containers: ``GET /services``, ``GET /services/{id}``, ``POST /services/{id}/keepalive`` and the
 Services page (which keeps the services it shows alive while it is open: "closed on disconnect").
 
-Reading a service or keeping it alive needs the right to read DAG runs of the service's DAG.
+Reading a service needs the right to read DAG runs of the service's DAG; keeping it alive (a write) the
+right to change them ("PUT").
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import re
 from typing import Any
 
 from airflow.api_fastapi.core_api.security import GetUserDep
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from operators.catalog.catalog import Catalog
+from operators.services.spec import link_url
+from urgentflow_api.access import permitted
 from urgentflow_api.airflow_api import allowed
+from urgentflow_api.web_security import CSRF_HEADER, csp_nonce
 
 router = APIRouter()
 SERVICE_ID = re.compile(r"^svc-[0-9a-f]{24}$")
@@ -46,7 +50,7 @@ def _out(row: dict[str, Any]) -> ServiceOut:
         dag_id=row["dag_id"],
         run_id=row["run_id"],
         task_id=row["task_id"],
-        url=row["url"],
+        url=link_url(row["url"]),  # never a javascript: or data: link
         state=row["state"],
         image=row.get("image"),
         owner=row.get("owner"),
@@ -67,7 +71,7 @@ def _readable_service(service_id: str, user: Any) -> dict[str, Any]:
 @router.get("/services", response_model=list[ServiceOut], summary="Newest services (the user's DAGs only)")
 def list_services(user: GetUserDep, limit: int = 100) -> list[ServiceOut]:
     rows = Catalog().recent_services(max(1, min(limit, 1000)))
-    return [_out(r) for r in rows if allowed(user, r["dag_id"], "GET")]
+    return [_out(r) for r in permitted(user, rows)]
 
 
 @router.get("/services/{service_id}", response_model=ServiceOut, summary="One service")
@@ -79,10 +83,16 @@ def get_service(service_id: str, user: GetUserDep) -> ServiceOut:
     "/services/{service_id}/keepalive",
     response_model=ServiceOut,
     summary="The user is still there: keeps a service with keepalive_seconds from being reaped",
-    responses={404: {"description": "no such service"}, 409: {"description": "the service is not running"}},
+    responses={
+        403: {"description": "no right to change runs of the service's DAG"},
+        404: {"description": "no such service"},
+        409: {"description": "the service is not running"},
+    },
 )
 def keepalive(service_id: str, user: GetUserDep) -> ServiceOut:
     row = _readable_service(service_id, user)
+    if not allowed(user, row["dag_id"], "PUT"):
+        raise HTTPException(status_code=403, detail=f"you may not keep services of {row['dag_id']} alive")
     if row["state"] not in LIVE_STATES:
         raise HTTPException(status_code=409, detail=f"service {service_id} is {row['state']}")
     catalog = Catalog()
@@ -90,7 +100,7 @@ def keepalive(service_id: str, user: GetUserDep) -> ServiceOut:
     return _out(catalog.service(service_id) or row)
 
 
-def render_page(services: list[ServiceOut]) -> str:
+def render_page(services: list[ServiceOut], nonce: str) -> str:
     def cell(value: Any) -> str:
         return f"<td>{html.escape('' if value is None else str(value))}</td>"
 
@@ -110,7 +120,12 @@ def render_page(services: list[ServiceOut]) -> str:
             )
             + "</tr>"
         )
-    return PAGE.replace("{rows}", "".join(rows) or '<tr><td colspan="10">No services yet.</td></tr>')
+    # rows last: what they hold never meets the other placeholders
+    return (
+        PAGE.replace("{nonce}", html.escape(nonce))
+        .replace("{csrf_header}", CSRF_HEADER)
+        .replace("{rows}", "".join(rows) or '<tr><td colspan="10">No services yet.</td></tr>')
+    )
 
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>urgentflow services</title>
@@ -121,10 +136,11 @@ sends a keep-alive for every running service it lists (every 30 s); services tha
 are closed by the <code>service_reaper</code> DAG once nobody keeps them alive.</p>
 <table><tr><th>service</th><th></th><th>state</th><th>image</th><th>DAG</th><th>run</th><th>task</th>
 <th>expires</th><th>last keep-alive</th></tr>{rows}</table>
-<script>
+<script nonce="{nonce}">
 function keepalive() {
   document.querySelectorAll('tr[data-live="1"]').forEach(function (row) {
-    fetch('../services/' + row.dataset.service + '/keepalive', {method: 'POST', credentials: 'same-origin'});
+    fetch('../services/' + row.dataset.service + '/keepalive',
+          {method: 'POST', credentials: 'same-origin', headers: {'{csrf_header}': '1'}});
   });
 }
 keepalive();
@@ -133,6 +149,6 @@ setInterval(keepalive, 30000);
 
 
 @router.get("/ui/services", response_class=HTMLResponse, include_in_schema=False)
-def services_page(user: GetUserDep) -> str:
+def services_page(request: Request, user: GetUserDep) -> str:
     rows = Catalog().recent_services(200)
-    return render_page([_out(r) for r in rows if allowed(user, r["dag_id"], "GET")])
+    return render_page([_out(r) for r in permitted(user, rows)], csp_nonce(request))

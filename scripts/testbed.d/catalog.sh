@@ -14,6 +14,11 @@ _catalog_psql() {
 
 _catalog_answers() { _catalog_psql -d postgres -Atc 'select 1' >/dev/null 2>&1; }
 
+# psql quotes the name itself (:'db' a literal, :"db" an identifier): it is never spliced into SQL text
+_catalog_exists() {
+  [ "$(_catalog_psql -d postgres -v db="$CATALOG_DB" -At <<<"select 1 from pg_database where datname = :'db'" 2>/dev/null)" = 1 ]
+}
+
 _catalog_how() {
   echo "start it with: pg_ctlcluster --skip-systemctl-redirect \$(ls /etc/postgresql) main start"
 }
@@ -32,12 +37,12 @@ catalog_start() {
     _catalog_answers \
       || die "the machine's Postgres does not answer on $CATALOG_PG_HOST:$CATALOG_PG_PORT as user $CATALOG_PG_USER (trust auth expected); $(_catalog_how)"
   fi
-  if [ "$(_catalog_psql -d postgres -Atc "select 1 from pg_database where datname = '$CATALOG_DB'")" != 1 ]; then
-    _catalog_psql -d postgres -c "create database $CATALOG_DB" \
+  if ! _catalog_exists; then
+    _catalog_psql -d postgres -v db="$CATALOG_DB" <<<'create database :"db"' \
       || die "cannot create database $CATALOG_DB on $CATALOG_PG_HOST:$CATALOG_PG_PORT"
     log "created database $CATALOG_DB"
   fi
-  write_connection catalog_db "{\"conn_type\":\"postgres\",\"host\":\"$CATALOG_PG_HOST\",\"port\":$CATALOG_PG_PORT,\"login\":\"$CATALOG_PG_USER\",\"schema\":\"$CATALOG_DB\"}"
+  write_connection catalog_db "{\"conn_type\":\"postgres\",\"host\":\"$CATALOG_PG_HOST\",\"port\":$CATALOG_PG_PORT,\"login\":\"$CATALOG_PG_USER\",\"schema\":\"$CATALOG_DB\",\"extra\":{\"connect_timeout\":5}}"
   log "ready: postgresql://$CATALOG_PG_USER@$CATALOG_PG_HOST:$CATALOG_PG_PORT/$CATALOG_DB; connection catalog_db"
 }
 
@@ -47,7 +52,7 @@ catalog_stop() {
 
 catalog_status() {
   if _catalog_answers; then
-    if [ "$(_catalog_psql -d postgres -Atc "select 1 from pg_database where datname = '$CATALOG_DB'" 2>/dev/null)" = 1 ]; then
+    if _catalog_exists; then
       log "ready: Postgres answers on $CATALOG_PG_HOST:$CATALOG_PG_PORT, database $CATALOG_DB exists (connection catalog_db)"
     else
       log "Postgres answers on $CATALOG_PG_HOST:$CATALOG_PG_PORT but database $CATALOG_DB is missing: run scripts/testbed start catalog"

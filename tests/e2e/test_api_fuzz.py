@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -23,8 +24,10 @@ import pytest
 import requests
 import schemathesis
 from airflow_client import AirflowClient, base_url
+from hostile_json import bodies, hostile_variants
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from observation_events import consume_observation_events
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
@@ -39,6 +42,7 @@ API = f"{base_url()}/urgentflow"
 GUARDED_DAGS = ("wildfire_forecast", "analytics_order", "ingest_observation")
 # examples per operation and generation mode; no shrinking (a failure is reported as found)
 EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 25}
+HOSTILE_EXAMPLES = 40  # per operation with a JSON body
 MIN_REQUESTS = 500
 TIME_BUDGET_S = 240
 MARK = f"uf-fuzz-{secrets.token_hex(4)} "  # every generated incident name starts with it
@@ -216,10 +220,57 @@ def fuzz_operation(
     one()
 
 
+def fuzz_hostile_bodies(
+    operation: schemathesis.APIOperation,
+    ledger: Ledger,
+    session: requests.Session,
+    headers: dict[str, str],
+    prepare: Callable[[schemathesis.Case, GenerationMode], None],
+) -> None:
+    """What schemathesis never generates (its floats are finite, its documents shallow, its bodies
+    of the declared type): a generated body with one value, or all of it, replaced by NaN, Infinity,
+    ``1e400`` or deep nesting, or any text sent as ``text/plain``. Each must be refused with a 4xx."""
+    label = f"{operation.method.upper()} {operation.path}"
+
+    @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE), data=st.data())
+    @settings(
+        max_examples=HOSTILE_EXAMPLES,
+        phases=[Phase.generate],
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def one(case: schemathesis.Case, data: st.DataObject) -> None:
+        prepare(case, GenerationMode.POSITIVE)
+        body, content_type = data.draw(
+            hostile_variants(case.body).map(lambda b: (b, "application/json"))
+            | bodies().map(lambda b: (b, "text/plain"))
+        )
+        response = session.request(
+            operation.method.upper(),
+            f"{API}{case.formatted_path}",
+            data=body,
+            headers={**headers, "Content-Type": content_type},
+            timeout=60,
+        )
+        try:
+            reply = response.json()
+        except ValueError:
+            reply = None
+        ledger.record(label, response.status_code, reply)
+        if not 400 <= response.status_code < 500:
+            ledger.failures.append(
+                f"{label} [hostile {content_type}] -> {response.status_code}: {response.text[:300]}\n"
+                f"  body: {body[:300]!r}"
+            )
+
+    one()
+
+
 def test_generated_requests_get_no_5xx_and_rejected_ones_create_nothing(
     airflow: AirflowClient, guarded_dags: None
 ) -> None:
-    started = time.monotonic()
+    started, since = time.monotonic(), datetime.now(UTC)
     headers = {"Authorization": f"Bearer {airflow.token()}"}
     catalog, store = Catalog(), ObjectStoreHook()
     # a real incident, so POST /incidents/{id}/data reaches validation and storage, not just the 404
@@ -253,6 +304,8 @@ def test_generated_requests_get_no_5xx_and_rejected_ones_create_nothing(
             for mode in EXAMPLES:
                 fuzz_operation(operation, mode, ledger, session, headers, prepare)
                 assert time.monotonic() - started < TIME_BUDGET_S, "fuzzing ran over its time budget"
+            if len(operation.body):
+                fuzz_hostile_bodies(operation, ledger, session, headers, prepare)
         fuzz_data_pushes(airflow, target["incident_id"], ledger, headers)
     fuzz_seconds = time.monotonic() - started
 
@@ -281,7 +334,7 @@ def test_generated_requests_get_no_5xx_and_rejected_ones_create_nothing(
         distinct = sorted({f.split("\n")[0]: f for f in ledger.failures}.values())
         assert not ledger.failures, f"{len(ledger.failures)} failing cases:\n" + "\n".join(distinct[:20])
     finally:
-        cleanup(airflow, catalog, store, ledger, target["incident_id"])
+        cleanup(airflow, catalog, store, ledger, target["incident_id"], since)
     print(f"fuzz test with cleanup: {time.monotonic() - started:.1f} s")
 
 
@@ -339,6 +392,10 @@ def fuzz_data_pushes(
         PERIMETER.map(lambda d: json.dumps(d).encode()),
         JSON.map(lambda d: json.dumps(d).encode()),
         st.binary(max_size=2048),
+        # non-finite numbers, deep nesting and text, which json.dumps above never writes
+        WEATHER.flatmap(hostile_variants),
+        PERIMETER.flatmap(hostile_variants),
+        bodies(),
     )
 
     @given(
@@ -380,9 +437,16 @@ def fuzz_data_pushes(
 
 
 def cleanup(
-    airflow: AirflowClient, catalog: Catalog, store: ObjectStoreHook, ledger: Ledger, target: str
+    airflow: AirflowClient,
+    catalog: Catalog,
+    store: ObjectStoreHook,
+    ledger: Ledger,
+    target: str,
+    since: datetime,
 ) -> None:
-    """Remove what the accepted requests created: runs, orders, incidents, data."""
+    """Remove what the accepted requests created: runs, orders, incidents, data (the data pushes' Asset
+    events are consumed first, while their incident exists)."""
+    consume_observation_events(airflow, since)
     for dag_id, run_id in sorted(ledger.runs):
         delete_run(airflow, dag_id, run_id)
     for key in sorted(ledger.objects):

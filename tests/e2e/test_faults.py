@@ -24,6 +24,7 @@ from airflow_client import AirflowClient
 from operators.catalog.catalog import Catalog
 from operators.home import urgentflow_home
 from operators.hpc.hook import BatchHook
+from operators.hpc.spec import JobSpec
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -297,7 +298,20 @@ def test_a_member_left_on_an_admin_hold_is_cancelled_and_submitted_afresh(airflo
     try and succeeds; both jobs are in sacct and the catalog."""
     airflow.wait_for_dag(DAG, timeout=90)
     airflow.unpause(DAG)
-    scontrol("update", "PartitionName=debug", "State=DOWN")  # nothing starts until the hold is in place
+    hook = BatchHook(MACHINE)
+    blockers = [  # both nodes taken: the member's job waits in the queue, where the site holds it
+        hook.submit(
+            JobSpec(
+                name=f"uf-block-{i}-{os.getpid()}",
+                command=["sleep", "300"],
+                workdir=f"/home/urgent/urgentflow/jobs/tests/uf-block-{i}-{os.getpid()}",
+                cpus_per_task=4,
+                walltime_minutes=10,
+                partition="debug",
+            )
+        )[0]
+        for i in range(2)
+    ]
     try:
         run_id = airflow.trigger(
             DAG, {"machine": MACHINE, "members": 1, "seconds": 2, "held_timeout_minutes": 0.25}
@@ -311,22 +325,83 @@ def test_a_member_left_on_an_admin_hold_is_cancelled_and_submitted_afresh(airflo
             time.sleep(0.5)
         scontrol("hold", job["job_id"])
         held_at = time.monotonic()
+        pending = hook.transport.run(f"squeue -h -j {job['job_id']} -o '%T|%r'").stdout.strip()
+        assert pending.startswith("PENDING|") and "held" in pending.lower(), pending
     finally:
-        scontrol("update", "PartitionName=debug", "State=UP")
+        hook.cancel(blockers)
     final = airflow.wait_for_run(DAG, run_id, timeout=300)
     assert final["state"] == "success"
     print(f"held job replaced and its member succeeded {time.monotonic() - held_at:.1f} s after the hold")
-    out = BatchHook(MACHINE).transport.run(
-        f"sacct -X -n -P -a -S now-1hours -o JobID,State --name={job['name']}"
-    )
-    states = dict(line.split("|") for line in out.stdout.split())
-    assert states[job["job_id"]].startswith("CANCELLED") and list(states.values()).count("COMPLETED") == 1, (
-        states
-    )
     (ti,) = [t for t in airflow.task_instances(DAG, run_id) if t["task_id"] == "member"]
     replaced = airflow.xcom(DAG, run_id, "member", key="batch_job", map_index=0)
     assert ti["try_number"] == 1 and replaced["held_resubmits"] == 1 and replaced["job_id"] != job["job_id"]
+    # by id: a job cancelled on its hold never became eligible, which sacct's time window filters out
+    ids = f"{job['job_id']},{replaced['job_id']}"
+    out = BatchHook(MACHINE).transport.run(f"sacct -X -n -P -j {ids} -o JobID,State").stdout
+    states = dict(line.split("|") for line in out.splitlines())
+    assert states[job["job_id"]].startswith("CANCELLED") and states[replaced["job_id"]] == "COMPLETED", states
     rows = {
         r["native_id"]: r["state"] for r in Catalog().jobs_of_run(DAG, run_id) if r["task_id"] == "member"
     }
     assert rows == {job["job_id"]: "CANCELLED", replaced["job_id"]: "COMPLETED"}, rows
+
+
+STALL_S = 60
+INCIDENT = {
+    "kind": "wildfire",
+    "name": "catalog stall",
+    "ignition": {"lat": 37.30, "lon": -8.55},
+    "region": {"min_lon": -8.65, "min_lat": 37.22, "max_lon": -8.45, "max_lat": 37.38},
+    "weather": {"wind_speed_ms": 8.0, "wind_direction_deg": 300.0, "fuel_moisture": 0.07},
+    "ensemble_size": 2,
+    "deadline_minutes": 30,
+}
+
+
+def catalog_postmaster() -> int:
+    data = subprocess.run(
+        ["pg_lsclusters", "-h"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.split()[5]
+    return pid_of(Path(data) / "postmaster.pid")
+
+
+def test_a_stalled_catalog_stalls_no_scheduling_and_every_end_state_is_recorded_after(
+    airflow: AirflowClient,
+) -> None:
+    """The catalog's Postgres frozen (SIGSTOP, every backend) for 60 s: a run that needs no catalog is
+    scheduled and succeeds meanwhile, marking a run failed through Airflow's API answers at once, and the
+    exit handler records that end on its incident once the catalog is back."""
+    for dag_id in ("wildfire_forecast", "quickstart"):
+        airflow.wait_for_dag(dag_id, timeout=90)
+    airflow.request("PATCH", "/api/v2/dags/wildfire_forecast", json={"is_paused": True})
+    airflow.unpause("quickstart")
+    created = airflow.request("POST", "/urgentflow/incidents", json=INCIDENT, ok=(201,))
+    incident_id, run_id = created["incident_id"], created["run_id"]
+    pid = catalog_postmaster()
+    stalled_at = time.monotonic()
+    signal_tree(pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        airflow.request("PATCH", f"/api/v2/dags/wildfire_forecast/dagRuns/{run_id}", json={"state": "failed"})
+        patched = time.monotonic() - t0
+        quick = airflow.trigger("quickstart", {"members": 2, "size": 32, "seed": 3})["dag_run_id"]
+        final = airflow.wait_for_run(
+            "quickstart", quick, timeout=STALL_S - (time.monotonic() - stalled_at) - 2
+        )
+        ran = time.monotonic() - stalled_at
+    finally:
+        time.sleep(max(0.0, STALL_S - (time.monotonic() - stalled_at)))
+        signal_tree(pid, signal.SIGCONT)
+    assert patched < 5, f"marking a run failed waited {patched:.1f} s for the stalled catalog"
+    assert final["state"] == "success", final
+    print(f"catalog stalled: run failed via the API in {patched:.2f} s; quickstart succeeded {ran:.1f} s in")
+    deadline = time.monotonic() + 90
+    while True:
+        found = airflow.request("GET", f"/urgentflow/incidents/{incident_id}")
+        if found["status"] == "failed" and [r["state"] for r in found["runs"]] == ["failed"]:
+            break
+        assert time.monotonic() < deadline, f"the end was not recorded 90 s after the stall: {found}"
+        time.sleep(2)
+    print(
+        f"the failed run was on its incident {time.monotonic() - stalled_at - STALL_S:.1f} s after the stall"
+    )

@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -25,6 +26,7 @@ import pytest
 from airflow_client import AirflowClient, passwords_file, runtime_dir
 from bed import bed_connection
 from fastapi.routing import APIRoute
+from observation_events import consume_observation_events
 
 from operators.catalog.catalog import Catalog, Producer
 from operators.storage.hook import ObjectStoreHook
@@ -159,7 +161,9 @@ def test_every_endpoint_refuses_missing_invalid_and_expired_tokens(airflow: Airf
 
 @pytest.fixture(scope="module")
 def quiet_incident(airflow: AirflowClient) -> Iterator[str]:
-    """An incident whose forecast never runs (its run is deleted at once): a target for uploads."""
+    """An incident whose forecast never runs (its run is deleted at once): a target for uploads, whose
+    Asset events are consumed before it is deleted."""
+    since = datetime.now(UTC)
     was_paused = set_paused(airflow, "wildfire_forecast", True)
     try:
         created = airflow.request(
@@ -169,6 +173,7 @@ def quiet_incident(airflow: AirflowClient) -> Iterator[str]:
     finally:
         set_paused(airflow, "wildfire_forecast", was_paused)
     yield created["incident_id"]
+    consume_observation_events(airflow, since)
     catalog = Catalog()
     for dataset in catalog.datasets_of_incident(created["incident_id"]):
         ObjectStoreHook().delete(dataset["key"])

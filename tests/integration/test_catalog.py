@@ -6,11 +6,13 @@ import json
 import uuid
 from collections.abc import Iterator
 
+import psycopg
 import psycopg2
 import pytest
 from bed import bed_connection
 
 from operators.catalog.catalog import Catalog, Producer
+from operators.catalog.migrations import migration_files
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +36,7 @@ def catalog(monkeypatch: pytest.MonkeyPatch) -> Iterator[Catalog]:
 
 
 def test_migrations_apply_once(catalog: Catalog) -> None:
-    assert catalog.migrate() == [1, 2, 3, 4, 5]
+    assert catalog.migrate() == [version for version, _ in migration_files()]
     assert catalog.migrate() == []
 
 
@@ -95,3 +97,33 @@ def test_job_state_history(catalog: Catalog) -> None:
     assert [h["state"] for h in history] == ["PENDING", "RUNNING", "FAILED"]
     assert history[-1]["exit_code"] == 3
     assert [h["state"] for h in catalog.job_history("beta", "7")] == ["COMPLETED"]
+
+
+def test_a_dataset_whose_lineage_fails_is_not_recorded(catalog: Catalog) -> None:
+    catalog.migrate()
+    producer = Producer(dag_id="wf", run_id="r1", task_id="stage_out")
+    terrain = catalog.record_dataset(
+        bucket="b", key="in/terrain.npy", sha256="a" * 64, size=1, producer=producer
+    )
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        catalog.record_dataset(
+            bucket="b",
+            key="out/0.tif",
+            sha256="b" * 64,
+            size=1,
+            producer=producer,
+            inputs=[terrain, terrain + 99],
+        )
+    assert [d["key"] for d in catalog.datasets_of_run("wf", "r1")] == ["in/terrain.npy"]
+
+
+def test_a_job_whose_state_row_fails_is_not_recorded(catalog: Catalog) -> None:
+    catalog.migrate()
+    with catalog._transaction() as cur:  # a constraint only this throw-away database has
+        cur.execute("ALTER TABLE job_states ADD CONSTRAINT refuse_lost CHECK (state <> 'LOST')")
+    catalog.record_job(machine="alpha", native_id="7", name="uf-x", state="RUNNING")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        catalog.record_job(machine="alpha", native_id="7", name="uf-x", state="LOST", exit_code=1)
+    (job,) = catalog.jobs_on("alpha")
+    assert (job["state"], job["exit_code"]) == ("RUNNING", None)
+    assert [h["state"] for h in catalog.job_history("alpha", "7")] == ["RUNNING"]

@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
 
 from operators.catalog.catalog import Catalog
 from operators.incidents import new_incident_id
-from operators.ingest import RejectedObservation, apply_observations
+from operators.ingest import apply_observations
 from operators.storage.hook import ObjectStoreHook
 
 pytestmark = pytest.mark.integration
@@ -53,6 +55,13 @@ def event(store: ObjectStoreHook, incident_id: str, kind: str, document: Any, n:
     }
 
 
+def apply(events: Sequence[Mapping[str, Any]], store: ObjectStoreHook, catalog: Catalog) -> dict[str, Any]:
+    """``apply_observations`` as a run of its own (rejections are recorded per run and event)."""
+    return apply_observations(
+        events, store, catalog, dag_id="ingest_observation", run_id=f"test__{uuid.uuid4().hex[:12]}"
+    )
+
+
 def test_weather_then_perimeter_update_the_incident_and_ask_for_one_reforecast() -> None:
     catalog, store = Catalog(), ObjectStoreHook()
     wanted, quiet = incident(catalog), incident(catalog, updates=False)
@@ -61,7 +70,7 @@ def test_weather_then_perimeter_update_the_incident_and_ask_for_one_reforecast()
         event(store, quiet, "weather", WEATHER, 2),
         event(store, wanted, "perimeter", {"type": "Feature", "geometry": POLYGON}, 3),
     ]
-    result = apply_observations(events, store, catalog)
+    result = apply(events, store, catalog)
     assert [a["changes"] for a in result["applied"]] == [["weather"], ["weather"], ["perimeter"]]
     (rerun,) = result["reforecasts"]
     assert rerun["trigger_run_id"] == f"reforecast__{wanted}__obs-3"
@@ -73,21 +82,46 @@ def test_cancelled_incidents_are_updated_but_not_rerun() -> None:
     catalog, store = Catalog(), ObjectStoreHook()
     incident_id = incident(catalog)
     catalog.set_incident_status(incident_id, "cancelled")
-    result = apply_observations([event(store, incident_id, "weather", WEATHER, 1)], store, catalog)
+    result = apply([event(store, incident_id, "weather", WEATHER, 1)], store, catalog)
     assert result["reforecasts"] == []
 
 
-def test_an_object_that_is_not_the_announced_one_is_rejected_and_changes_nothing() -> None:
+def test_a_rejected_event_is_recorded_and_skipped_and_the_rest_of_the_batch_applied() -> None:
+    catalog, store = Catalog(), ObjectStoreHook()
+    deleted, wanted = incident(catalog), incident(catalog)
+    stale = event(store, deleted, "weather", WEATHER, 1)
+    catalog.delete_incident(deleted)
+    good = event(store, wanted, "weather", WEATHER, 2)
+    result = apply([stale, good], store, catalog)
+    assert result["applied"] == [{"incident_id": wanted, "key": good["key"], "changes": ["weather"]}]
+    assert [r["trigger_run_id"] for r in result["reforecasts"]] == [f"reforecast__{wanted}__obs-2"]
+    assert (catalog.incident(wanted) or {})["payload"]["weather"] == WEATHER
+    (recorded,) = catalog.rejected_observations(deleted)
+    assert (recorded["event_index"], recorded["observation_id"], recorded["key"]) == (
+        0,
+        "obs-1",
+        stale["key"],
+    )
+    assert recorded["reason"] == f"{stale['key']}: incident {deleted} does not exist"
+    assert catalog.rejected_observations(wanted) == []
+
+
+def test_objects_that_changed_or_no_longer_fit_are_rejected_and_change_nothing() -> None:
     catalog, store = Catalog(), ObjectStoreHook()
     incident_id = incident(catalog)
     forged = {**event(store, incident_id, "weather", WEATHER, 1), "sha256": hashlib.sha256(b"x").hexdigest()}
-    with pytest.raises(RejectedObservation, match="not the one announced"):
-        apply_observations([forged], store, catalog)
-    assert (catalog.incident(incident_id) or {})["payload"]["weather"] == PAYLOAD["weather"]
-    with pytest.raises(RejectedObservation, match="does not exist"):
-        apply_observations([{**forged, "incident_id": "inc-000000000000"}], store, catalog)
     outside = event(
         store, incident_id, "perimeter", {**POLYGON, "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}, 2
     )
-    with pytest.raises(RejectedObservation, match="inside region"):
-        apply_observations([outside], store, catalog)
+    gone = event(store, incident_id, "weather", WEATHER, 3)
+    store.delete(gone["key"])
+    malformed = {"incident_id": incident_id, "observation_id": "obs-4", "kind": "weather"}
+    result = apply([forged, outside, gone, malformed], store, catalog)
+    assert result["applied"] == [] and result["reforecasts"] == []
+    assert (catalog.incident(incident_id) or {})["payload"] == PAYLOAD
+    reasons = [r["reason"] for r in catalog.rejected_observations(incident_id)]
+    assert len(reasons) == 4 and [r["reason"] for r in result["rejected"]] == reasons
+    assert "not the one announced" in reasons[0]
+    assert "inside region" in reasons[1]
+    assert reasons[2].endswith("the object is gone")
+    assert reasons[3] == "not an observation event (missing or bad: key, sha256)"

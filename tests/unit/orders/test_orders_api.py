@@ -20,10 +20,12 @@ NOW = datetime(2026, 11, 26, 22, 0, tzinfo=UTC)
 
 
 DATASETS = {
-    11: {"id": 11, "key": "data/a.csv", "size": 10, "sha256": "a" * 64},
-    12: {"id": 12, "key": "data/b.json", "size": 20, "sha256": "b" * 64},
-    21: {"id": 21, "key": "orders/x/outputs/summary.json", "size": 30, "sha256": "c" * 64},
+    11: {"id": 11, "bucket": "b", "key": "data/a.csv", "size": 10, "sha256": "a" * 64},
+    12: {"id": 12, "bucket": "b", "key": "data/b.json", "size": 20, "sha256": "b" * 64},
+    21: {"id": 21, "bucket": "b", "key": "orders/x/outputs/summary.json", "size": 30, "sha256": "c" * 64},
 }
+# earlier orders' outputs: made by analytics_order, whose runs every user here may read
+DATASETS = {i: {**row, "dag_id": "analytics_order"} for i, row in DATASETS.items()}
 
 
 class FakeOrders:
@@ -63,6 +65,13 @@ class User:
         self.rights = rights
 
 
+class AuthManager:
+    """Airflow's auth manager: ``"POST analytics_order"`` in ``user.rights`` is the right to trigger it."""
+
+    def is_authorized_dag(self, *, method: str, access_entity: Any, details: Any, user: User) -> bool:
+        return f"{method} {details.id}" in user.rights
+
+
 class FakeAirflow:
     """Airflow's run creation: records each trigger; creates the run unless ``answer`` is an error."""
 
@@ -95,13 +104,12 @@ def app(monkeypatch: pytest.MonkeyPatch) -> FastAPI:
     FakeOrders.rows = {}
     monkeypatch.setattr(orders, "OrderCatalog", FakeOrders)
 
-    def allowed(user: User, dag_id: str, method: str) -> bool:
-        return f"{method} {dag_id}" in user.rights
-
-    monkeypatch.setattr(orders, "allowed", allowed)
-    monkeypatch.setattr(airflow_api, "allowed", allowed)
+    manager = AuthManager()
+    monkeypatch.setattr("airflow.api_fastapi.app.get_auth_manager", lambda: manager)
     monkeypatch.setattr(
-        ObjectStoreHook, "presigned_get", lambda self, key, expires: f"http://s3.test/{key}?X-Amz-Signature=s"
+        ObjectStoreHook,
+        "presigned_get",
+        lambda self, key, expires, bucket: f"http://s3.test/{bucket}/{key}?X-Amz-Signature=s",
     )
     app = FastAPI()
     app.include_router(orders.router)
@@ -210,7 +218,7 @@ def test_get_shows_state_inputs_and_outputs_with_links(orderer: TestClient, airf
     assert [i["key"] for i in found["inputs"]] == ["data/a.csv", "data/b.json"]
     assert all("download" not in i for i in found["inputs"])
     (output,) = found["outputs"]
-    assert output["dataset_id"] == 21 and output["download"].startswith("http://s3.test/orders/x/outputs/")
+    assert output["dataset_id"] == 21 and output["download"].startswith("http://s3.test/b/orders/x/outputs/")
 
 
 @pytest.mark.parametrize("order_id", ["ord-ffffffffffff", "not-an-id", "ord-0123"])

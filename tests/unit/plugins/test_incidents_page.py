@@ -1,5 +1,5 @@
 """The Incidents page and its thumbnails, through FastAPI's TestClient: Airflow's own user dependency
-(401 without a token), the catalog, the permission check and the object store faked at their boundary."""
+(401 without a token), the catalog, Airflow's auth manager and the object store faked at their boundary."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def run(incident: str, n: int, state: str, reason: str = "") -> dict[str, Any]:
     return {
         "dag_id": "wildfire_forecast",
         "run_id": f"manual__{incident}-{n}",
+        "role": "incident",
         "state": state,
         "reason": reason,
     }
@@ -80,12 +81,18 @@ class User:
         self.readable = readable
 
 
+class AuthManager:
+    """Airflow's auth manager: the user may read the runs of the DAGs in ``readable``, and change none."""
+
+    def is_authorized_dag(self, *, method: str, access_entity: Any, details: Any, user: User) -> bool:
+        return method == "GET" and details.id in user.readable
+
+
 @pytest.fixture
 def app(monkeypatch: pytest.MonkeyPatch) -> FastAPI:
     monkeypatch.setattr(incidents_page, "Catalog", FakeCatalog)
-    monkeypatch.setattr(
-        incidents_page, "allowed", lambda user, dag_id, method: method == "GET" and dag_id in user.readable
-    )
+    manager = AuthManager()
+    monkeypatch.setattr("airflow.api_fastapi.app.get_auth_manager", lambda: manager)
     monkeypatch.setattr(
         ObjectStoreHook,
         "presigned_get",

@@ -42,3 +42,23 @@ def test_stop_needs_exactly_one_target(kwargs: dict) -> None:
     op = StopServiceOperator(task_id="stop", **kwargs)
     with pytest.raises(ValueError, match="exactly one"):
         op._targets(object(), hook=None, catalog=None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("returned", "link"),
+    [
+        ({"url": "http://127.0.0.1:4711/"}, "http://127.0.0.1:4711/"),
+        ({"url": "javascript:alert(1)"}, ""),
+        ({"url": " data:text/html,<script>x()</script>"}, ""),
+        ({"url": None}, ""),
+        (None, ""),
+    ],
+)
+def test_the_link_is_only_ever_an_http_url(
+    monkeypatch: pytest.MonkeyPatch, returned: object, link: str
+) -> None:
+    from airflow.sdk.execution_time.xcom import XCom
+
+    monkeypatch.setattr(XCom, "get_value", lambda *, ti_key, key: returned)
+    op = StartServiceOperator(task_id="viewer", image="urgentflow/viewer:1", container_port=8000)
+    assert ServiceLink().get_link(op, ti_key=None) == link
