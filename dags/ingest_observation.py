@@ -52,7 +52,8 @@ def ingest_observation() -> None:
 
         events = [e.extra for e in (triggering_asset_events or {}).get(OBSERVATIONS, [])]
         catalog = Catalog()
-        for incident_id in dict.fromkeys(str(e["incident_id"]) for e in events):
+        named = (e.get("incident_id") for e in events if isinstance(e, dict))
+        for incident_id in dict.fromkeys(str(i) for i in named if isinstance(i, str) and i):
             if catalog.incident(incident_id) is not None:
                 catalog.record_incident_run(incident_id, ti.dag_id, ti.run_id, "running")
                 break  # a run belongs to one incident in the catalog: the first one of its batch

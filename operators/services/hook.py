@@ -148,7 +148,12 @@ class ServiceHook(BaseHook):
             return http_probe(f"{url}/{path.lstrip('/')}") if path is not None else tcp_probe(host, port)
 
         def alive() -> bool:
-            return bool(self.api.inspect_container(service.container_id)["State"]["Running"])
+            from docker.errors import NotFound
+
+            try:
+                return bool(self.api.inspect_container(service.container_id)["State"]["Running"])
+            except NotFound:  # removed meanwhile (by hand, or another remover): not running
+                return False
 
         why = wait_ready(probe, alive, timeout_s)
         if why is not None:

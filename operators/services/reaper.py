@@ -3,7 +3,9 @@
 Only containers labelled ``urgentflow.service=1`` are ever considered (the engine filters on the
 label and ``ServiceLabels.parse`` refuses anything else). A service goes when its TTL has passed,
 when its user stopped sending keep-alives for longer than its ``keepalive_seconds`` (services
-without one never go for that reason), or when its DAG run is finished.
+without one never go for that reason), or when its DAG run is finished. A service still starting (its
+catalog row says ``starting``) belongs to its starting task, which removes it itself when it never gets
+ready: the reaper leaves it alone for ``STARTING_GRACE``, whatever its run says.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -20,6 +22,8 @@ from operators.services.hook import Service
 from operators.services.spec import ServiceLabels
 
 log = logging.getLogger(__name__)
+
+STARTING_GRACE = timedelta(minutes=10)
 
 
 class ReapReason(StrEnum):
@@ -84,6 +88,8 @@ def reap(
             return finished[run]
 
         try:
+            if (row or {}).get("state") == "starting" and now - service.created_at < STARTING_GRACE:
+                continue
             reason = reap_reason(who, last_seen, now, run_finished)
             if reason is None:
                 continue

@@ -3,7 +3,9 @@
 An ingest_observation run takes every event since the previous run (not only the queued ones), so an
 event a test leaves behind rides along in a later test's run; deleting the queue entry, or the run that
 consumed it, does not remove it from that window. So a test waits until a finished run consumed each
-of its events, before it deletes the incidents those events name.
+of its events, before it deletes the incidents those events name. An event announced while
+``ingest_observation`` was paused queues no run (Airflow ignores events for a paused DAG), so when the
+DAG was paused the helper announces one more event after unpausing it, and that run takes them all.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ def consume_observation_events(airflow: AirflowClient, since: datetime, timeout:
         return set()
     was_paused = bool(airflow.wait_for_dag(INGEST, timeout=120)["is_paused"])
     airflow.unpause(INGEST)
+    if was_paused:
+        # Airflow queues no run for an event of a paused DAG; the next run takes every event since the
+        # previous run, so one event while unpaused flushes them (ingest rejects it: not an observation)
+        airflow.request(
+            "POST", "/api/v2/assets/events", json={"asset_id": found[0], "extra": {"flush": "tests"}}
+        )
     try:
         deadline = time.monotonic() + timeout
         while True:

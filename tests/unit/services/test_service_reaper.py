@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from operators.services.hook import Service
-from operators.services.reaper import ReapReason, reap, reap_reason
+from operators.services.reaper import STARTING_GRACE, ReapReason, reap, reap_reason
 from operators.services.spec import ServiceLabels
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -128,3 +128,17 @@ def test_one_failure_does_not_spare_the_others() -> None:
     with pytest.raises(RuntimeError, match="failed on 1"):
         reap(engine, FakeCatalog({}), NOW, lambda d, r: False)
     assert engine.removed == [b.container_id]
+
+
+def test_a_service_still_starting_is_left_to_its_starting_task_for_a_while() -> None:
+    """Its starting task removes it itself when it never gets ready; reaping it under that task would turn
+    a clear 'not ready' into a vanished container. A task that died leaves it 'starting': reaped later."""
+    starting = service(who("svc-starting"), created_ago_s=30)
+    stuck = service(who("svc-stuck"), created_ago_s=STARTING_GRACE.total_seconds() + 1)
+    ready = service(who("svc-ready"), created_ago_s=30)
+    engine = FakeEngine([starting, stuck, ready])
+    rows = {s.identity.service_id: {"state": "starting"} for s in (starting, stuck)}
+    catalog = FakeCatalog({**rows, "svc-ready": {"state": "running"}})
+    reaped = reap(engine, catalog, NOW, lambda dag_id, run_id: True)  # every run over (or unknown)
+    assert sorted(r.service_id for r in reaped) == ["svc-ready", "svc-stuck"]
+    assert "c-svc-starting" not in engine.removed
