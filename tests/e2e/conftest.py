@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from airflow_client import AirflowClient
+from figures import FIGURES
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = [sys.executable, str(ROOT / "scripts" / "runtime.py")]
@@ -46,3 +47,11 @@ def airflow() -> Iterator[AirflowClient]:
         if not was_running:
             stopped = _runtime("stop")
             assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Every figure the e2e tests reported (fault recovery times first among them), one line each."""
+    if FIGURES:
+        terminalreporter.section("figures measured by the e2e tests")
+        for test, text in FIGURES:
+            terminalreporter.write_line(f"{test}: {' '.join(text.split())}")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from airflow_client import AirflowClient
+from figures import report
 
 from operators.catalog.catalog import Catalog
 from operators.home import urgentflow_home
@@ -124,7 +125,7 @@ def assert_one_job_per_member(
     final = airflow.wait_for_run(DAG, run_id, timeout=600, on_poll=on_poll)
     states = {(t["task_id"], t["map_index"]): t["state"] for t in airflow.task_instances(DAG, run_id)}
     assert final["state"] == "success", states
-    print(f"run {run_id} succeeded {time.monotonic() - fault_at:.1f} s after the fault")
+    report(f"run {run_id} succeeded {time.monotonic() - fault_at:.1f} s after the fault")
     names = {
         airflow.xcom(DAG, run_id, "member", key="batch_job", map_index=i)["name"] for i in range(MEMBERS)
     }
@@ -279,7 +280,7 @@ def test_grid_engine_daemon_killed_mid_run_keeps_every_job_tracked(
     final = airflow.wait_for_run(DAG, run_id, timeout=600)
     states = {(t["task_id"], t["map_index"]): t["state"] for t in airflow.task_instances(DAG, run_id)}
     assert final["state"] == "success", states
-    print(f"{daemon} killed: run succeeded {time.monotonic() - killed_at:.1f} s after the kill")
+    report(f"{daemon} killed: run succeeded {time.monotonic() - killed_at:.1f} s after the kill")
     rows = [j for j in Catalog().jobs_of_run(DAG, run_id) if j["task_id"] == "member"]
     assert sorted(r["map_index"] for r in rows) == list(range(GE_MEMBERS)), "one job per member"
     assert {r["state"] for r in rows} == {"COMPLETED"}, rows
@@ -331,7 +332,7 @@ def test_a_member_left_on_an_admin_hold_is_cancelled_and_submitted_afresh(airflo
         hook.cancel(blockers)
     final = airflow.wait_for_run(DAG, run_id, timeout=300)
     assert final["state"] == "success"
-    print(f"held job replaced and its member succeeded {time.monotonic() - held_at:.1f} s after the hold")
+    report(f"held job replaced and its member succeeded {time.monotonic() - held_at:.1f} s after the hold")
     (ti,) = [t for t in airflow.task_instances(DAG, run_id) if t["task_id"] == "member"]
     replaced = airflow.xcom(DAG, run_id, "member", key="batch_job", map_index=0)
     assert ti["try_number"] == 1 and replaced["held_resubmits"] == 1 and replaced["job_id"] != job["job_id"]
@@ -394,7 +395,7 @@ def test_a_stalled_catalog_stalls_no_scheduling_and_every_end_state_is_recorded_
         signal_tree(pid, signal.SIGCONT)
     assert patched < 5, f"marking a run failed waited {patched:.1f} s for the stalled catalog"
     assert final["state"] == "success", final
-    print(f"catalog stalled: run failed via the API in {patched:.2f} s; quickstart succeeded {ran:.1f} s in")
+    report(f"catalog stalled: run failed via the API in {patched:.2f} s; quickstart succeeded {ran:.1f} s in")
     deadline = time.monotonic() + 90
     while True:
         found = airflow.request("GET", f"/urgentflow/incidents/{incident_id}")
@@ -402,6 +403,6 @@ def test_a_stalled_catalog_stalls_no_scheduling_and_every_end_state_is_recorded_
             break
         assert time.monotonic() < deadline, f"the end was not recorded 90 s after the stall: {found}"
         time.sleep(2)
-    print(
+    report(
         f"the failed run was on its incident {time.monotonic() - stalled_at - STALL_S:.1f} s after the stall"
     )

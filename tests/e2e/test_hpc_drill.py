@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from airflow_client import AirflowClient, runtime_dir
+from figures import report
 from recovery import seconds_until_moving, wait_until_submitting
 
 from operators.catalog.catalog import Catalog, Producer
@@ -148,7 +149,7 @@ def test_scheduler_killed_while_members_submit_moves_again_within_a_minute(airfl
     kill_and_restart("scheduler")
     restarted = time.monotonic()
     moved = seconds_until_moving(airflow, DAG, run_id, "member", restarted)
-    print(
+    report(
         f"scheduler killed with members {at_kill}; all members moving again {moved:.1f} s after the restart"
     )
     assert moved <= 60, f"members stuck for {moved:.0f} s after the restart"
@@ -184,7 +185,7 @@ def test_component_killed_mid_run_loses_and_duplicates_nothing(
     kill_and_restart(component)
     final = airflow.wait_for_run(DAG, run_id, timeout=400)
     assert final["state"] == "success"
-    print(
+    report(
         f"{component} killed with every member deferred: run succeeded {time.monotonic() - fault_at:.1f} s after"
     )
     jobs = jobs_of_run(airflow, run_id, members)

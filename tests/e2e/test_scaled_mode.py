@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 from airflow_client import USERNAME, AirflowClient
 from connections import default_home
+from figures import report
 from recovery import seconds_until_moving, wait_until_submitting
 
 from operators.catalog.catalog import Catalog
@@ -96,7 +97,7 @@ def scaled() -> Iterator[Scaled]:
             started_workers.append(name)
         password = json.loads((scaled_dir() / "passwords.json").read_text())[USERNAME]
         port = os.environ.get("URGENTFLOW_SCALED_API_PORT", "8090")
-        print(f"scaled instance and {len(WORKERS)} workers up in {time.monotonic() - t0:.1f} s")
+        report(f"scaled instance and {len(WORKERS)} workers up in {time.monotonic() - t0:.1f} s")
         with AirflowClient(base=f"http://127.0.0.1:{port}", password=password) as client:
             yield Scaled(client, runs)
     finally:
@@ -106,7 +107,7 @@ def scaled() -> Iterator[Scaled]:
         if not was_running:
             stopped = runtime("stop")
             assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-        print(f"scaled-mode module took {time.monotonic() - t0:.1f} s")
+        report(f"scaled-mode module took {time.monotonic() - t0:.1f} s")
 
 
 def remove_viewers(runs: list[str]) -> None:
@@ -197,7 +198,7 @@ def test_members_spread_over_both_workers_and_staging_goes_to_transfer(scaled: S
     final = scaled.client.wait_for_run(DAG, run_id, timeout=600)
     tis = scaled.client.task_instances(DAG, run_id)
     assert final["state"] == "success", [(t["task_id"], t["map_index"], t["state"]) for t in tis]
-    print(f"run {run_id}: trigger -> success in {time.monotonic() - t0:.1f} s")
+    report(f"run {run_id}: trigger -> success in {time.monotonic() - t0:.1f} s")
 
     for ti in tis:  # routing as scheduled: staging on transfer, the rest on default
         assert ti["queue"] == ("transfer" if ti["task_id"] in STAGING else "default"), ti
@@ -264,7 +265,7 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(scaled: Scaled) -> N
             signal_all(frozen, signal.SIGCONT)
     assert victims, f"no member ran on worker {GENERAL} within 300 s"
     killed_at = time.monotonic()
-    print(f"killed worker {GENERAL} (session {pid}) with members {victims} running in it")
+    report(f"killed worker {GENERAL} (session {pid}) with members {victims} running in it")
     gone = time.monotonic() + 10
     while session_members(pid) and time.monotonic() < gone:
         time.sleep(0.2)
@@ -273,7 +274,7 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(scaled: Scaled) -> N
     final = scaled.client.wait_for_run(DAG, run_id, timeout=600)
     tis = scaled.client.task_instances(DAG, run_id)
     assert final["state"] == "success", [(t["task_id"], t["map_index"], t["state"]) for t in tis]
-    print(
+    report(
         f"run {run_id}: success {time.monotonic() - killed_at:.1f} s after the kill, "
         f"{time.monotonic() - t0:.1f} s in all"
     )
@@ -299,7 +300,9 @@ def test_scheduler_killed_while_members_submit_moves_again_within_a_minute(scale
     assert started.returncode == 0, started.stdout + started.stderr
     restarted = time.monotonic()
     moved = seconds_until_moving(scaled.client, DAG, run_id, "simulate", restarted)
-    print(f"scaled scheduler killed with members {at_kill}; all moving again {moved:.1f} s after the restart")
+    report(
+        f"scaled scheduler killed with members {at_kill}; all moving again {moved:.1f} s after the restart"
+    )
     assert moved <= 60, f"members stuck for {moved:.0f} s after the restart"
     final = scaled.client.wait_for_run(DAG, run_id, timeout=600)
     assert final["state"] == "success"
