@@ -17,25 +17,27 @@ on the engine is ever touched) is checked and removed when:
 - its **keep-alive** stopped: it set `keepalive_seconds` and nobody called
   `POST /urgentflow/services/{id}/keepalive` (the UI page or the service itself) for that long —
   "closed on disconnect",
-- or the **DAG run** that started it is finished (success or failed) or no longer exists.
+- or the **DAG run** that started it is finished (success or failed), or Airflow does not know that
+  run and the container is older than 10 minutes.
+
+A container younger than 10 minutes whose catalog row is missing or says `starting` is left to the
+task that is starting it (that task removes it itself when it never gets ready).
 
 The catalog row of each removed service is marked `reaped:<reason>`. Teardown tasks
 (`StopServiceOperator`) close services at the end of their run; the reaper catches what they could not
 (a killed worker, a cleared run, a service left running on purpose until its TTL).
 """
 
-FINISHED = {"success", "failed"}
 
-
-def run_finished(dag_id: str, run_id: str) -> bool:
-    """Ask Airflow (through the task's execution API) whether a DAG run is over; a missing run is."""
+def run_state(dag_id: str, run_id: str) -> str | None:
+    """Ask Airflow (through the task's execution API) for a DAG run's state; None when it has no such run."""
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
     try:
-        return RuntimeTaskInstance.get_dagrun_state(dag_id=dag_id, run_id=run_id) in FINISHED
+        return str(RuntimeTaskInstance.get_dagrun_state(dag_id=dag_id, run_id=run_id))
     except Exception as exc:
         if "not found" in str(exc).lower() or "not_found" in str(exc).lower():
-            return True
+            return None
         raise
 
 
@@ -59,7 +61,7 @@ def service_reaper() -> None:
         from operators.services.hook import ServiceHook
         from operators.services.reaper import reap
 
-        reaped = reap(ServiceHook(), Catalog(), datetime.now(UTC), run_finished)
+        reaped = reap(ServiceHook(), Catalog(), datetime.now(UTC), run_state)
         return [
             {"service_id": r.service_id, "container_id": r.container_id, "reason": str(r.reason)}
             for r in reaped

@@ -305,7 +305,7 @@ def config_env() -> dict[str, str]:
         "AIRFLOW_HOME": str(AIRFLOW_HOME),
         "PYTHONPATH": str(ROOT),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": embedded_db_url(),
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": "operators.executor.ResumeSafeLocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": str(max(2, 2 * (os.cpu_count() or 1))),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),

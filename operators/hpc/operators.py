@@ -13,7 +13,7 @@ from operators.hpc.adapters import JobRef
 from operators.hpc.hook import BatchHook, job_name, job_workdir
 from operators.hpc.spec import JobSpec
 from operators.hpc.states import JobState, JobStatus
-from operators.hpc.triggers import BatchJobTrigger, settle_deadline
+from operators.hpc.triggers import BatchJobTrigger
 
 XCOM_KEY = "batch_job"
 
@@ -151,7 +151,6 @@ class BatchJobOperator(BaseOperator):
                 exit_file=spec.exit_file,
                 poll_interval=self.poll_interval,
                 held_timeout=60.0 * self._held_timeout_minutes(hook),
-                not_before=settle_deadline(),
             ),
             method_name="execute_complete",
         )

@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowException
 from operators.hpc.adapters import JobRef
 from operators.hpc.hook import BatchHook
 from operators.hpc.states import JobState, JobStatus
-from operators.hpc.triggers import BatchJobTrigger, settle_deadline
+from operators.hpc.triggers import BatchJobTrigger
 
 
 class BatchJobSensor(BaseSensorOperator):
@@ -56,7 +56,6 @@ class BatchJobSensor(BaseSensorOperator):
                 job_id=self._ref().job_id,
                 exit_file=self.exit_file,
                 poll_interval=self.poke_interval,
-                not_before=settle_deadline(),
             ),
             method_name="execute_complete",
         )

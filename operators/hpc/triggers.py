@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,14 +10,6 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from operators.hpc.adapters import JobRef, get_adapter
 from operators.hpc.async_transport import async_transport
 from operators.hpc.poller import get_poller
-
-# Earliest a trigger may fire after its task deferred (see ``run``: an Airflow 3.3.2 race).
-SETTLE_SECONDS = 10.0
-
-
-def settle_deadline() -> float:
-    """``not_before`` for a trigger created now."""
-    return time.time() + SETTLE_SECONDS
 
 
 class BatchJobTrigger(BaseTrigger):
@@ -40,7 +30,7 @@ class BatchJobTrigger(BaseTrigger):
         exit_file: str,
         poll_interval: float = 5.0,
         held_timeout: float | None = None,
-        not_before: float = 0.0,
+        not_before: float | None = None,  # in triggers serialized by earlier versions; ignored
     ) -> None:
         super().__init__()
         self.machine = machine
@@ -50,7 +40,6 @@ class BatchJobTrigger(BaseTrigger):
         self.exit_file = exit_file
         self.poll_interval = poll_interval
         self.held_timeout = held_timeout
-        self.not_before = not_before
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -63,7 +52,6 @@ class BatchJobTrigger(BaseTrigger):
                 "exit_file": self.exit_file,
                 "poll_interval": self.poll_interval,
                 "held_timeout": self.held_timeout,
-                "not_before": self.not_before,
             },
         )
 
@@ -80,10 +68,6 @@ class BatchJobTrigger(BaseTrigger):
                 {"status": "error", "machine": self.machine, "job_id": self.job_id, "message": str(exc)}
             )
             return
-        # Airflow 3.3.2 fails a task whose trigger fires before the scheduler has processed the
-        # worker's exit after defer() (TI already QUEUED again -> "state changed externally" -> retry):
-        # a short job must not end its trigger earlier than ``not_before`` (epoch seconds).
-        await asyncio.sleep(max(0.0, self.not_before - time.time()))
         yield TriggerEvent({"status": "done", "machine": self.machine, "job": status.to_dict()})
 
     async def on_kill(self) -> None:

@@ -3,9 +3,13 @@
 Only containers labelled ``urgentflow.service=1`` are ever considered (the engine filters on the
 label and ``ServiceLabels.parse`` refuses anything else). A service goes when its TTL has passed,
 when its user stopped sending keep-alives for longer than its ``keepalive_seconds`` (services
-without one never go for that reason), or when its DAG run is finished. A service still starting (its
-catalog row says ``starting``) belongs to its starting task, which removes it itself when it never gets
-ready: the reaper leaves it alone for ``STARTING_GRACE``, whatever its run says.
+without one never go for that reason), or when its DAG run is finished.
+
+Young containers (created less than ``STARTING_GRACE`` ago) are judged with care, as their starter may
+still be at work: one whose catalog row is missing or says ``starting`` belongs to its starting task
+(which records the row right after creating the container, and removes the container itself when it
+never gets ready), and one whose run Airflow does not know (a run of ``dag.test()``, of another
+deployment, or one not visible yet) is not an orphan yet. After the grace both are judged like any other.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from operators.services.spec import ServiceLabels
 log = logging.getLogger(__name__)
 
 STARTING_GRACE = timedelta(minutes=10)
+FINISHED_RUN_STATES = frozenset({"success", "failed"})
 
 
 class ReapReason(StrEnum):
@@ -67,13 +72,14 @@ def reap(
     hook: ServiceEngine,
     catalog: ServiceRecords,
     now: datetime,
-    is_run_finished: Callable[[str, str], bool],
+    run_state: Callable[[str, str], str | None],
 ) -> list[Reaped]:
     """Remove every service of ours that must go; mark its catalog row ``reaped:<reason>``.
 
-    One failure does not spare the others: they are all tried, then the failures are raised together.
+    ``run_state(dag_id, run_id)`` is the state of a DAG run in Airflow, None when Airflow does not know
+    it. One failure does not spare the others: they are all tried, then the failures are raised together.
     """
-    finished: dict[tuple[str, str], bool] = {}
+    states: dict[tuple[str, str], str | None] = {}
     reaped: list[Reaped] = []
     failures: list[str] = []
     for service in hook.list_services():
@@ -81,14 +87,16 @@ def reap(
         run = (who.dag_id, who.run_id)
         row = catalog.service(who.service_id)
         last_seen = (row or {}).get("last_seen") or service.created_at
+        young = now - service.created_at < STARTING_GRACE
 
-        def run_finished(run: tuple[str, str] = run) -> bool:
-            if run not in finished:
-                finished[run] = is_run_finished(*run)
-            return finished[run]
+        def run_finished(run: tuple[str, str] = run, young: bool = young) -> bool:
+            if run not in states:
+                states[run] = run_state(*run)
+            state = states[run]
+            return state in FINISHED_RUN_STATES or (state is None and not young)
 
         try:
-            if (row or {}).get("state") == "starting" and now - service.created_at < STARTING_GRACE:
+            if young and (row or {}).get("state") in (None, "starting"):
                 continue
             reason = reap_reason(who, last_seen, now, run_finished)
             if reason is None:

@@ -16,8 +16,6 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from operators.hpc.triggers import settle_deadline
-
 GRACE = timedelta(minutes=5)  # the deferral's timeout beyond the session's end
 
 
@@ -50,7 +48,7 @@ class ServiceSessionTrigger(BaseTrigger):
         keepalive_seconds: int | None,
         poll_interval: float = 5.0,
         catalog_conn_id: str = "catalog_db",
-        not_before: float = 0.0,
+        not_before: float | None = None,  # in triggers serialized by earlier versions; ignored
     ) -> None:
         super().__init__()
         self.service_id = service_id
@@ -58,7 +56,6 @@ class ServiceSessionTrigger(BaseTrigger):
         self.keepalive_seconds = keepalive_seconds
         self.poll_interval = poll_interval
         self.catalog_conn_id = catalog_conn_id
-        self.not_before = not_before
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -69,13 +66,10 @@ class ServiceSessionTrigger(BaseTrigger):
                 "keepalive_seconds": self.keepalive_seconds,
                 "poll_interval": self.poll_interval,
                 "catalog_conn_id": self.catalog_conn_id,
-                "not_before": self.not_before,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        import time
-
         from operators.catalog.catalog import Catalog
 
         catalog = Catalog(self.catalog_conn_id)
@@ -90,8 +84,6 @@ class ServiceSessionTrigger(BaseTrigger):
             if reason is not None:
                 break
             await asyncio.sleep(self.poll_interval)
-        # the Airflow 3.3.2 race of operators.hpc.triggers: never fire right after the deferral
-        await asyncio.sleep(max(0.0, self.not_before - time.time()))
         yield TriggerEvent({"status": "ended", "reason": reason, "service_id": self.service_id})
 
 
@@ -140,7 +132,6 @@ class WaitForSessionEndOperator(BaseOperator):
                 keepalive_seconds=keepalive,
                 poll_interval=float(self.poll_interval),
                 catalog_conn_id=self.catalog_conn_id,
-                not_before=settle_deadline(),
             ),
             method_name="execute_complete",
             timeout=max(ends_at - datetime.now(UTC), timedelta(0)) + GRACE,

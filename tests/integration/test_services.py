@@ -147,7 +147,7 @@ def test_expired_services_are_reaped(hook: ServiceHook, catalog: Catalog, run_id
     short = start(run_id, task_id="short", ttl_minutes=0.02)
     long = start(run_id, task_id="long", ttl_minutes=60)
     time.sleep(1.3)
-    reaped = reap(OneRun(hook, run_id), catalog, datetime.now(UTC), lambda dag_id, run: False)
+    reaped = reap(OneRun(hook, run_id), catalog, datetime.now(UTC), lambda dag_id, run: "running")
     assert [(r.service_id, r.reason) for r in reaped] == [(short["service_id"], ReapReason.EXPIRED)]
     assert hook.find(short["service_id"]) is None
     assert hook.find(long["service_id"]) is not None
@@ -163,7 +163,7 @@ def test_services_without_keepalive_are_reaped_and_touched_ones_survive(
     for _ in range(3):
         time.sleep(0.9)
         assert catalog.touch_service(touched["service_id"])
-    reaped = reap(OneRun(hook, run_id), catalog, datetime.now(UTC), lambda dag_id, run: False)
+    reaped = reap(OneRun(hook, run_id), catalog, datetime.now(UTC), lambda dag_id, run: "running")
     assert [(r.service_id, r.reason) for r in reaped] == [(silent["service_id"], ReapReason.KEEPALIVE_MISSED)]
     assert {s.identity.service_id for s in hook.list_services(run_id=run_id)} == {
         touched["service_id"],
@@ -190,7 +190,7 @@ def test_finished_runs_lose_their_services_and_foreign_containers_survive(
         foreign.append(created["Id"])
     try:
         far_future = datetime.now(UTC) + timedelta(days=365)
-        reaped = reap(OneRun(hook, run_id), catalog, far_future, lambda dag_id, run: True)
+        reaped = reap(OneRun(hook, run_id), catalog, far_future, lambda dag_id, run: "success")
         assert [r.service_id for r in reaped] == [ours["service_id"]]
         for cid in foreign:
             assert hook.api.inspect_container(cid)["State"]["Running"]

@@ -225,3 +225,19 @@ def test_a_broken_parser_ends_the_trigger_with_an_error_event() -> None:
     event = bounded(scenario())
     assert event.payload["status"] == "error"
     assert "KeyError" in event.payload["message"]
+
+
+def test_the_trigger_serializes_what_it_was_given_and_loads_what_earlier_versions_wrote() -> None:
+    path, kwargs = trigger(7, 2.0).serialize()
+    assert path == "operators.hpc.triggers.BatchJobTrigger"
+    assert kwargs == {
+        "machine": "fake",
+        "connection": "hpc_fake",
+        "batch_system": "slurm",
+        "job_id": "7",
+        "exit_file": "/w/7.exit",
+        "poll_interval": 2.0,
+        "held_timeout": None,
+    }
+    # triggers deferred before an upgrade held their event until ``not_before``: they still load
+    assert BatchJobTrigger(**kwargs, not_before=1.0).serialize() == (path, kwargs)

@@ -82,7 +82,7 @@ class FakeCatalog:
         return service_id in self.rows
 
 
-def service(identity: ServiceLabels, created_ago_s: float = 5) -> Service:
+def service(identity: ServiceLabels, created_ago_s: float = STARTING_GRACE.total_seconds() + 60) -> Service:
     return Service(
         f"c-{identity.service_id}",
         "running",
@@ -103,11 +103,11 @@ def test_reap_stops_what_must_go_and_marks_the_catalog() -> None:
     catalog = FakeCatalog({"svc-silent": {"last_seen": NOW - timedelta(seconds=31)}})
     asked: list[tuple[str, str]] = []
 
-    def finished(dag_id: str, run_id: str) -> bool:
+    def state(dag_id: str, run_id: str) -> str:
         asked.append((dag_id, run_id))
-        return run_id == "run-svc-done"
+        return "success" if run_id == "run-svc-done" else "running"
 
-    reaped = reap(engine, catalog, NOW, finished)
+    reaped = reap(engine, catalog, NOW, state)
     assert {(r.service_id, r.reason) for r in reaped} == {
         ("svc-old", ReapReason.EXPIRED),
         ("svc-silent", ReapReason.KEEPALIVE_MISSED),
@@ -126,19 +126,35 @@ def test_one_failure_does_not_spare_the_others() -> None:
     a, b = service(who("svc-a", expires_in_s=-1)), service(who("svc-b", expires_in_s=-1))
     engine = FakeEngine([a, b], failing={a.container_id})
     with pytest.raises(RuntimeError, match="failed on 1"):
-        reap(engine, FakeCatalog({}), NOW, lambda d, r: False)
+        reap(engine, FakeCatalog({}), NOW, lambda d, r: "running")
     assert engine.removed == [b.container_id]
 
 
 def test_a_service_still_starting_is_left_to_its_starting_task_for_a_while() -> None:
     """Its starting task removes it itself when it never gets ready; reaping it under that task would turn
-    a clear 'not ready' into a vanished container. A task that died leaves it 'starting': reaped later."""
+    a clear 'not ready' into a vanished container. The row is written just after the container is created,
+    so a young container without a row is starting too. A task that died leaves it 'starting': reaped later."""
     starting = service(who("svc-starting"), created_ago_s=30)
+    unrecorded = service(who("svc-unrecorded"), created_ago_s=1)
     stuck = service(who("svc-stuck"), created_ago_s=STARTING_GRACE.total_seconds() + 1)
+    lost = service(who("svc-lost"), created_ago_s=STARTING_GRACE.total_seconds() + 1)
     ready = service(who("svc-ready"), created_ago_s=30)
-    engine = FakeEngine([starting, stuck, ready])
+    engine = FakeEngine([starting, unrecorded, stuck, lost, ready])
     rows = {s.identity.service_id: {"state": "starting"} for s in (starting, stuck)}
     catalog = FakeCatalog({**rows, "svc-ready": {"state": "running"}})
-    reaped = reap(engine, catalog, NOW, lambda dag_id, run_id: True)  # every run over (or unknown)
-    assert sorted(r.service_id for r in reaped) == ["svc-ready", "svc-stuck"]
-    assert "c-svc-starting" not in engine.removed
+    reaped = reap(engine, catalog, NOW, lambda dag_id, run_id: "failed")  # every run over
+    assert sorted(r.service_id for r in reaped) == ["svc-lost", "svc-ready", "svc-stuck"]
+    assert "c-svc-starting" not in engine.removed and "c-svc-unrecorded" not in engine.removed
+
+
+def test_a_run_airflow_does_not_know_is_an_orphan_only_after_the_grace() -> None:
+    """A service of a run Airflow has no record of (dag.test(), another deployment) is not taken for an
+    orphan while it is young; once older than the grace it goes like one whose run is over."""
+    young = service(who("svc-young"), created_ago_s=30)
+    old = service(who("svc-old"), created_ago_s=STARTING_GRACE.total_seconds() + 1)
+    running = service(who("svc-running"), created_ago_s=STARTING_GRACE.total_seconds() + 1)
+    engine = FakeEngine([young, old, running])
+    catalog = FakeCatalog({s.identity.service_id: {"state": "running"} for s in (young, old, running)})
+    states = {"run-svc-running": "running"}
+    reaped = reap(engine, catalog, NOW, lambda dag_id, run_id: states.get(run_id))
+    assert [(r.service_id, r.reason) for r in reaped] == [("svc-old", ReapReason.RUN_FINISHED)]

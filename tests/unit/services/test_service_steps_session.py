@@ -61,7 +61,9 @@ def test_trigger_serializes_what_it_was_given() -> None:
         "keepalive_seconds": 30,
         "poll_interval": 2.0,
         "catalog_conn_id": "catalog_db",
-        "not_before": 5.0,
     }
     path, again = ServiceSessionTrigger(**kwargs).serialize()  # type: ignore[arg-type]
     assert path == "operators.services.session.ServiceSessionTrigger" and again == kwargs
+    # a trigger serialized by an earlier version (it held its event for ``not_before``) still loads
+    _, upgraded = ServiceSessionTrigger(**kwargs, not_before=5.0).serialize()  # type: ignore[arg-type]
+    assert upgraded == kwargs
