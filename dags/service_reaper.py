@@ -34,11 +34,12 @@ def run_state(dag_id: str, run_id: str) -> str | None:
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
     try:
-        return str(RuntimeTaskInstance.get_dagrun_state(dag_id=dag_id, run_id=run_id))
+        state = RuntimeTaskInstance.get_dagrun_state(dag_id=dag_id, run_id=run_id)
     except Exception as exc:
         if "not found" in str(exc).lower() or "not_found" in str(exc).lower():
             return None
         raise
+    return str(getattr(state, "value", state))  # the SDK's DagRunState enum prints as "DagRunState.X"
 
 
 @dag(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from operators.services.hook import Service
-from operators.services.reaper import STARTING_GRACE, ReapReason, reap, reap_reason
+from operators.services.reaper import FINISHED_RUN_STATES, STARTING_GRACE, ReapReason, reap, reap_reason
 from operators.services.spec import ServiceLabels
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -158,3 +158,35 @@ def test_a_run_airflow_does_not_know_is_an_orphan_only_after_the_grace() -> None
     states = {"run-svc-running": "running"}
     reaped = reap(engine, catalog, NOW, lambda dag_id, run_id: states.get(run_id))
     assert [(r.service_id, r.reason) for r in reaped] == [("svc-old", ReapReason.RUN_FINISHED)]
+
+
+def test_the_reaper_dag_reads_airflow_run_states_as_the_reaper_compares_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The execution API answers a DagRunState enum (its str() is 'DagRunState.SUCCESS'); a run it does
+    not know is an error naming 'not found'."""
+    import importlib.util
+    from pathlib import Path
+
+    from airflow.sdk.execution_time.comms import DagRunStateResult
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    path = Path(__file__).resolve().parents[3] / "dags" / "service_reaper.py"
+    spec = importlib.util.spec_from_file_location("service_reaper_dag", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def state_of(dag_id: str, run_id: str) -> object:
+        if run_id == "gone":
+            raise RuntimeError("DagRun not found")
+        return DagRunStateResult.model_validate({"state": run_id}).state
+
+    monkeypatch.setattr(RuntimeTaskInstance, "get_dagrun_state", staticmethod(state_of))
+    assert [module.run_state("d", r) for r in ("success", "failed", "running", "gone")] == [
+        "success",
+        "failed",
+        "running",
+        None,
+    ]
+    assert {module.run_state("d", r) for r in ("success", "failed")} == FINISHED_RUN_STATES
