@@ -65,7 +65,7 @@ class ResumeSafeLocalExecutor(LocalExecutor):
         super()._process_workloads(workload_list)
 
     def change_state(self, key: Any, state: Any, info: Any = None, remove_running: bool = True) -> None:
-        if state in TERMINAL and self.outstanding.is_out(key) and self.outstanding.ended(key):
+        if state in TERMINAL and self.outstanding.ended(key):
             self.log.info("Stale %s for %s: a newer run of it (resumed after a deferral) is out", state, key)
         super().change_state(key, state, info, remove_running)
 
