@@ -27,8 +27,10 @@ The urgent-computing flagship (after VESTEC). For one wildfire incident it
 2. **selects** the machine (`SelectMachineOperator`: up, fits, earliest start, then cost);
 3. **stages** the inputs to it (the machine fetches them itself) and runs a **mapped ensemble** of
    `ensemble_size` fire-spread simulations (`include/wildfire/model.py`: the Alexandridis et al. 2008
-   cellular automaton driven by wind, slope, fuel and moisture) as batch jobs, watched from the triggerer;
-4. **publishes** each member's output to the object store and the catalog (lineage: inputs → member);
+   cellular automaton driven by wind, slope, fuel and moisture) as batch jobs, submitted together and
+   watched from the triggerer (no worker per member);
+4. **publishes** every member's output to the object store and the catalog in one task (lineage:
+   inputs → member);
 5. **aggregates** the members into the burn-probability map (PNG with legend, km scale, ignition) and
    data files (npz, CSV of cells, GeoJSON contours), catalogued with lineage members → map;
 6. opens a **result viewer** (a service container serving the map and data) that stays up after the run
@@ -208,17 +210,18 @@ def wildfire_forecast() -> None:
         poll_interval=2.0,
     ).expand(command=member_commands(inputs, staged.output))
 
-    published = StageFromMachineOperator.partial(
+    published = StageFromMachineOperator(
         task_id="publish_members",
+        jobs=members.output,
         key_prefix=inputs["members_prefix"],
         pattern="member-*",
         input_dataset_ids=inputs["input_ids"],
         incident_id=inputs["incident_id"],
         outlets=[PUBLISHED],
-    ).expand(job=members.output)
+    )
 
     @task
-    def aggregate(inputs: dict, outputs: list[list[dict]], ti: Any = None) -> dict:
+    def aggregate(inputs: dict, files: list[dict], ti: Any = None) -> dict:
         """Burn probability from every member, as a map a person can read and as data, catalogued."""
         import tempfile
         from pathlib import Path
@@ -228,7 +231,6 @@ def wildfire_forecast() -> None:
 
         store, catalog = ObjectStoreHook(), Catalog()
         landscape_mod, aggregate_mod = _wildfire("landscape"), _wildfire("aggregate")
-        files = [o for member in outputs for o in member]
         with tempfile.TemporaryDirectory() as tmp:
             land_path = Path(tmp) / "landscape.npz"
             store.get_file(inputs["keys"]["landscape.npz"], land_path)

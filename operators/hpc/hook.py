@@ -11,8 +11,8 @@ from functools import cached_property
 
 from airflow.sdk import BaseHook
 
+from operators.hpc import submission
 from operators.hpc.adapters import BatchAdapter, JobRef, get_adapter
-from operators.hpc.adapters.base import SECTION, split_sections
 from operators.hpc.spec import JobSpec, judged_file
 from operators.hpc.states import JobState, JobStatus
 from operators.hpc.transport import LocalTransport, SSHTransport, Transport
@@ -47,6 +47,11 @@ def job_workdir(base: str, dag_id: str, run_id: str, task_id: str, map_index: in
     return f"{run_workdir(base, dag_id, run_id)}/{_clean(task_id, 64)}{member}"
 
 
+def judged_command(workdir: str, name: str, job_id: str) -> str:
+    """Mark ``job_id`` judged: a try consumed its end, so a later try submits afresh."""
+    return f"printf '%s\\n' {shlex.quote(job_id)} > {shlex.quote(judged_file(workdir, name))}"
+
+
 class BatchHook(BaseHook):
     """Runs batch jobs on one machine of the catalog (``include/machines.yaml``)."""
 
@@ -76,44 +81,36 @@ class BatchHook(BaseHook):
         """A job this spec already has: ``(id, "live")`` while it runs, or ``(id, "unjudged")`` when an
         earlier try submitted it and no task has judged its end yet (the worker died meanwhile).
 
-        One remote command: the batch system's lookup by name, then the record and judged files.
+        One remote command (it also creates the work directory): see ``operators.hpc.submission``.
         """
-        q = shlex.quote
-        out = self.transport.run(
-            f"{self.adapter.find_command(spec.name, spec.workdir)}; echo '{SECTION}'; "
-            f"cat {q(spec.record_file)} 2>/dev/null; echo '{SECTION}'; cat {q(spec.judged_file)} 2>/dev/null; true"
-        ).check("job lookup")
-        live, recorded, judged = ([*split_sections(out.stdout), [], [], []])[:3]
-        live_id = self.adapter.parse_find("\n".join(live))
-        if live_id:
-            return live_id, "live"
-        recorded_id = recorded[0].strip() if recorded else ""
-        judged_id = judged[0].strip() if judged else ""
-        if recorded_id.isdigit() and recorded_id != judged_id:
-            return recorded_id, "unjudged"
-        return None
+        out = self.transport.run(submission.lookup_command(self.adapter, [spec])).check("job lookup")
+        [found] = submission.parse_lookup(self.adapter, out.stdout, [spec])
+        if isinstance(found, submission.SubmissionError):
+            raise found
+        return (found.job_id, found.why) if found else None
 
     def submit(self, spec: JobSpec) -> tuple[str, bool]:
-        """Submit ``spec`` unless it already has a live or unjudged job; returns ``(job_id, reattached)``."""
-        self.transport.run(self.adapter.prepare_command(spec)).check(f"creating {spec.workdir}")
+        """Submit ``spec`` unless it already has a live or unjudged job; returns ``(job_id, reattached)``.
+
+        Three remote commands: look-up, script and submission, the job-id record.
+        """
         existing = self.find(spec)
         if existing:
             job_id, why = existing
             self.log.info("Re-attaching to %s job %s (%s) on %s", why, job_id, spec.name, self.machine.name)
             return job_id, True
-        self.transport.put_text(spec.script_path, self.adapter.render_script(spec), mode=0o750)
-        out = self.transport.run(self.adapter.submit_command(spec)).check("submission")
-        job_id = self.adapter.parse_submit(out.stdout)
-        self.transport.run(f"printf '%s\\n' {job_id} > {shlex.quote(spec.record_file)}").check(
-            "recording the job id"
-        )
+        out = self.transport.run(submission.submit_command(self.adapter, [spec])).check("submission")
+        [submitted] = submission.parse_submit(self.adapter, out.stdout, [spec])
+        if isinstance(submitted, submission.SubmissionError):
+            raise submitted
+        job_id = submitted
+        self.transport.run(submission.record_command([(spec, job_id)])).check("recording the job id")
         self.log.info("Submitted %s as job %s on %s", spec.name, job_id, self.machine.name)
         return job_id, False
 
     def mark_judged(self, workdir: str, name: str, job_id: str) -> None:
         """Record that a task consumed this job's end: a later try submits afresh instead of re-attaching."""
-        path = shlex.quote(judged_file(workdir, name))
-        self.transport.run(f"printf '%s\\n' {shlex.quote(job_id)} > {path}").check("recording the judged job")
+        self.transport.run(judged_command(workdir, name, job_id)).check("recording the judged job")
 
     def status(self, jobs: Sequence[JobRef]) -> dict[str, JobStatus]:
         out = self.transport.run(self.adapter.status_command(jobs)).check("status")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
+from airflow.triggers.base import StartTriggerArgs
 
 from operators.catalog.catalog import Catalog, Producer, task_map_index
 from operators.hpc.adapters import JobRef
@@ -16,6 +18,7 @@ from operators.hpc.states import JobState, JobStatus
 from operators.hpc.triggers import BatchJobTrigger
 
 XCOM_KEY = "batch_job"
+START_TRIGGER = "operators.hpc.start_trigger.BatchSubmitTrigger"
 
 
 class BatchJobOperator(BaseOperator):
@@ -51,6 +54,10 @@ class BatchJobOperator(BaseOperator):
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"command": "json", "environment": "json"}
     ui_color = "#c9e4f5"
+    # The scheduler hands the task straight to the triggerer, which submits it (batched per machine) and
+    # watches it: no worker starts just to call sbatch (operators.hpc.start_trigger).
+    start_from_trigger = True
+    start_trigger_args = StartTriggerArgs(START_TRIGGER, "execute_complete", {}, None, None)
 
     def __init__(
         self,
@@ -73,6 +80,7 @@ class BatchJobOperator(BaseOperator):
         stderr_tail_lines: int = 20,
         catalog_conn_id: str | None = "catalog_db",
         deferrable: bool = True,
+        start_from_trigger: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -95,6 +103,28 @@ class BatchJobOperator(BaseOperator):
         self.catalog_conn_id = catalog_conn_id
         self.deferrable = deferrable
         self._job: dict[str, Any] | None = None
+        self.start_from_trigger = bool(start_from_trigger and deferrable)
+        if self.start_from_trigger and not self._expanded_from_mapped():
+            # An unmapped task keeps its arguments with the trigger (a mapped one has its partial kwargs).
+            stored = {
+                "machine": machine, "command": command, "walltime_minutes": walltime_minutes, "nodes": nodes,
+                "tasks": tasks, "cpus_per_task": cpus_per_task, "memory_mb": memory_mb, "partition": partition,
+                "account": account, "environment": environment, "setup": setup, "poll_interval": poll_interval,
+                "timeout_resubmit_factor": timeout_resubmit_factor, "max_walltime_minutes": max_walltime_minutes,
+                "held_timeout_minutes": held_timeout_minutes, "stderr_tail_lines": stderr_tail_lines,
+                "catalog_conn_id": catalog_conn_id,
+            }  # fmt: skip
+            try:
+                stored = json.loads(json.dumps(stored))
+            except TypeError:  # an XComArg argument: only a worker resolves it
+                self.start_from_trigger = False
+            else:
+                self.start_trigger_args = StartTriggerArgs(
+                    START_TRIGGER, "execute_complete", {"operator_kwargs": stored}, None, None
+                )
+
+    def _expanded_from_mapped(self) -> bool:
+        return bool(getattr(self, "_BaseOperator__from_mapped", False))
 
     def hook(self) -> BatchHook:
         return BatchHook(self.machine)
@@ -124,21 +154,7 @@ class BatchJobOperator(BaseOperator):
     def _submit(self, context: Context, spec: JobSpec, held_resubmits: int = 0) -> dict[str, Any]:
         hook = self.hook()
         job_id, reattached = hook.submit(spec)
-        self._job = {
-            "machine": hook.machine.name,
-            "job_id": job_id,
-            "name": spec.name,
-            "workdir": spec.workdir,
-            "stdout": spec.stdout,
-            "stderr": spec.stderr,
-            "exit_file": spec.exit_file,
-            "walltime_minutes": spec.walltime_minutes,
-            "reattached": reattached,
-            "held_resubmits": held_resubmits,
-        }
-        # Recorded before deferring: a restart of anything finds the job from here.
-        context["ti"].xcom_push(key=XCOM_KEY, value=self._job)
-        self._record(context, "SUBMITTED" if not reattached else "REATTACHED", None)
+        self.submitted(context, spec, job_id, reattached, held_resubmits)
         if not self.deferrable:
             status = hook.wait(JobRef(job_id, spec.exit_file), self.poll_interval)
             return self._finish(context, status, spec.walltime_minutes)
@@ -156,14 +172,38 @@ class BatchJobOperator(BaseOperator):
         )
         raise AssertionError("defer() returned")  # pragma: no cover - defer raises
 
+    def submitted(
+        self, context: Context, spec: JobSpec, job_id: str, reattached: bool, held_resubmits: int = 0
+    ) -> dict[str, Any]:
+        """Keep the job (XCom ``batch_job``, the catalog) before anything waits for it: a restart of
+        anything finds it from here."""
+        self._job = {
+            "machine": self.hook().machine.name,
+            "job_id": job_id,
+            "name": spec.name,
+            "workdir": spec.workdir,
+            "stdout": spec.stdout,
+            "stderr": spec.stderr,
+            "exit_file": spec.exit_file,
+            "walltime_minutes": spec.walltime_minutes,
+            "reattached": reattached,
+            "held_resubmits": held_resubmits,
+        }
+        context["ti"].xcom_push(key=XCOM_KEY, value=self._job)
+        self._record(context, "SUBMITTED" if not reattached else "REATTACHED", None)
+        return self._job
+
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        if event.get("status") == "in_worker":
+            # Started in the triggerer, which could not work out this task's arguments: run it here.
+            self.log.info("Submitting from the worker: %s", event.get("reason"))
+            return self.execute(context)
         self._job = context["ti"].xcom_pull(
             task_ids=self.task_id, key=XCOM_KEY, map_indexes=_map_index(context)
         )
         if event.get("status") != "done":
-            raise AirflowException(
-                f"lost track of job {event.get('job_id')} on {event.get('machine')}: {event.get('message')}"
-            )
+            what = f"job {event['job_id']}" if event.get("job_id") else "submission"
+            raise AirflowException(f"lost track of {what} on {event.get('machine')}: {event.get('message')}")
         walltime = int((self._job or {}).get("walltime_minutes") or self.walltime_minutes)
         return self._finish(context, JobStatus.from_dict(event["job"]), walltime)
 

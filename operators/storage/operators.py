@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
@@ -71,8 +72,11 @@ class StageFromMachineOperator(BaseOperator):
     and record each as a catalog dataset with its producer and its ``input_dataset_ids`` (lineage).
 
     ``job`` is a ``BatchJobOperator`` result (its XCom): machine, job id and work dir come from it
-    when given. Returns ``[{key, size, sha256, dataset_id}]``. Each Asset in ``outlets`` gets an
-    event whose extra lists these objects (``operators.storage.assets``).
+    when given. ``jobs`` (a whole ensemble's results, e.g. a mapped ``BatchJobOperator``'s output)
+    publishes every member's files in this one task: no worker task per member; the catalog row of
+    member ``i`` carries map index ``i``, its machine and job id. Returns ``[{key, size, sha256,
+    dataset_id, job_id}]``. Each Asset in ``outlets`` gets ONE event whose extra lists these objects
+    (``operators.storage.assets``).
     """
 
     template_fields: Sequence[str] = (
@@ -81,6 +85,7 @@ class StageFromMachineOperator(BaseOperator):
         "pattern",
         "key_prefix",
         "job",
+        "jobs",
         "input_dataset_ids",
         "incident_id",
     )
@@ -93,6 +98,7 @@ class StageFromMachineOperator(BaseOperator):
         source_dir: str | None = None,
         pattern: str = "*",
         job: dict[str, Any] | None = None,
+        jobs: Sequence[dict[str, Any]] | None = None,
         input_dataset_ids: Sequence[int] = (),
         method: str = "presigned",
         incident_id: str | None = None,
@@ -107,6 +113,7 @@ class StageFromMachineOperator(BaseOperator):
         self.source_dir = source_dir
         self.pattern = pattern
         self.job = job
+        self.jobs = jobs
         self.input_dataset_ids = input_dataset_ids
         self.method = method
         self.incident_id = incident_id
@@ -114,15 +121,52 @@ class StageFromMachineOperator(BaseOperator):
         self.catalog_conn_id = catalog_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        job = self.job or {}
-        machine = self.machine or job.get("machine")
-        source_dir = self.source_dir or job.get("workdir")
-        if not machine or not source_dir:
-            raise ValueError("give machine and source_dir, or job= (a BatchJobOperator result)")
-        transport = BatchHook(machine).transport
+        if self.jobs is not None and (self.job or self.machine or self.source_dir):
+            raise ValueError("give jobs= alone, or job= / machine and source_dir")
+        sources = (
+            [(i, j or {}) for i, j in enumerate(self.jobs)]
+            if self.jobs is not None
+            else [(None, self.job or {})]
+        )
         store = ObjectStoreHook(self.object_store_conn_id)
         catalog = Catalog(self.catalog_conn_id)
-        producer = Producer.of(context["ti"], machine=machine, job_id=job.get("job_id"))
+        results = []
+        for index, job in sources:
+            machine = self.machine or job.get("machine")
+            source_dir = self.source_dir or job.get("workdir")
+            if not machine or not source_dir:
+                raise ValueError("give machine and source_dir, or job= / jobs= (BatchJobOperator results)")
+            results += self._publish(context, store, catalog, machine, source_dir, job.get("job_id"), index)
+        machines = sorted({str(j.get("machine") or self.machine) for _, j in sources})
+        job_ids = [j.get("job_id") for _, j in sources]
+        record_outlet_events(
+            self.outlets,
+            context,
+            event_extra(
+                store.bucket,
+                results,
+                incident_id=self.incident_id,
+                machine=",".join(machines),
+                job_id=job_ids[0] if len(job_ids) == 1 else None,
+            ),
+        )
+        self.log.info("Staged %d file(s) of %d job(s) to %s", len(results), len(sources), self.key_prefix)
+        return results
+
+    def _publish(
+        self,
+        context: Context,
+        store: ObjectStoreHook,
+        catalog: Catalog,
+        machine: str,
+        source_dir: str,
+        job_id: str | None,
+        member: int | None,
+    ) -> list[dict[str, Any]]:
+        transport = BatchHook(machine).transport
+        producer = Producer.of(context["ti"], machine=machine, job_id=job_id)
+        if member is not None:
+            producer = replace(producer, map_index=member)
         results = []
         for path in list_outputs(transport, source_dir, self.pattern):
             key = f"{self.key_prefix.rstrip('/')}/{path.rsplit('/', 1)[-1]}"
@@ -131,16 +175,12 @@ class StageFromMachineOperator(BaseOperator):
                 stored, producer, self.incident_id, [int(i) for i in self.input_dataset_ids]
             )
             results.append(
-                {"key": key, "size": stored.size, "sha256": stored.sha256, "dataset_id": dataset_id}
+                {
+                    "key": key,
+                    "size": stored.size,
+                    "sha256": stored.sha256,
+                    "dataset_id": dataset_id,
+                    "job_id": job_id,
+                }
             )
-        record_outlet_events(
-            self.outlets,
-            context,
-            event_extra(
-                store.bucket, results, incident_id=self.incident_id, machine=machine, job_id=job.get("job_id")
-            ),
-        )
-        self.log.info(
-            "Staged %d file(s) from %s:%s to %s", len(results), machine, source_dir, self.key_prefix
-        )
         return results

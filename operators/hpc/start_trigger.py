@@ -1,0 +1,132 @@
+"""BatchSubmitTrigger: a BatchJobOperator task from submission to its job's end, in the triggerer.
+
+``BatchJobOperator`` sets ``start_from_trigger``: the scheduler defers each task instance straight to
+this trigger, no worker starts. The trigger works out the task's arguments as a worker would
+(``operators.hpc.trigger_args``), hands the job to its machine's submitter (the jobs of an ensemble go
+out together, a few remote commands for all), keeps the job (XCom ``batch_job``, the catalog) and
+watches it through the machine's poller. A job that completes ends the task here (``TaskSuccessEvent``
+with the job as its return value); every other end (failure, walltime, a hold, an error) resumes the
+task in a worker, whose ``execute_complete`` judges it exactly as for a job submitted from a worker.
+A task whose arguments the triggerer cannot resolve resumes in a worker at once and submits from there.
+
+Running it twice (a triggerer restart, a retry) re-attaches by the job's name: never two jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
+
+from operators.hpc.adapters import JobRef, get_adapter
+from operators.hpc.async_transport import async_transport
+from operators.hpc.hook import judged_command
+from operators.hpc.operators import BatchJobOperator
+from operators.hpc.poller import get_poller
+from operators.hpc.states import JobState
+from operators.hpc.submitter import get_submitter
+from operators.hpc.trigger_args import TriggerTI, Unresolvable, operator_kwargs
+
+_PARAMETERS = set(inspect.signature(BatchJobOperator.__init__).parameters) - {"self", "kwargs"}
+
+
+class BatchSubmitTrigger(BaseTrigger):
+    """Submits and watches one task instance's job; ``operator_kwargs`` only for an unmapped task."""
+
+    def __init__(self, operator_kwargs: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.operator_kwargs = operator_kwargs
+        self._job: dict[str, Any] | None = None
+        self._connection: str | None = None
+        self._batch_system = ""
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"operator_kwargs": self.operator_kwargs},
+        )
+
+    def _operator(self, ti: Any) -> BatchJobOperator:
+        kwargs = operator_kwargs(ti, self.operator_kwargs)
+        op = BatchJobOperator(task_id=ti.task_id, **{k: v for k, v in kwargs.items() if k in _PARAMETERS})
+        if not op.deferrable:
+            raise Unresolvable("deferrable=False: the job is waited for in a worker")
+        return op
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        ti: Any = self.task_instance
+        context: Any = {"ti": TriggerTI(ti, ti.task.dag)}
+        started = time.monotonic()
+        try:
+            op = await asyncio.to_thread(self._operator, ti)
+            hook = op.hook()
+            spec = await asyncio.to_thread(op._spec, context, int(op.walltime_minutes))
+            self.log.info("Arguments resolved in %.2f s", time.monotonic() - started)
+        except Unresolvable as exc:
+            yield TriggerEvent({"status": "in_worker", "reason": str(exc)})
+            return
+        except Exception as exc:  # bad arguments or machine: the worker reports them with a traceback
+            self.log.warning("Could not prepare %s's job here (%s): the worker will", ti.task_id, exc)
+            yield TriggerEvent({"status": "in_worker", "reason": f"{type(exc).__name__}: {exc}"})
+            return
+        machine = hook.machine
+        self._connection, self._batch_system = machine.connection, machine.batch_system
+        try:
+            job_id, reattached = await get_submitter(machine.connection, machine.batch_system).submit(spec)
+            self.log.info("Submission returned after %.2f s", time.monotonic() - started)
+            job = await asyncio.to_thread(op.submitted, context, spec, job_id, reattached)
+            self._job = job
+            self.log.info(
+                "%s job %s (%s) on %s",
+                "Re-attached to" if reattached else "Submitted",
+                job_id,
+                spec.name,
+                machine.name,
+            )
+            poller = get_poller(machine.connection, machine.batch_system, op.poll_interval)
+            status = await poller.watch(
+                JobRef(job_id, spec.exit_file),
+                op.poll_interval,
+                held_limit=60.0 * op._held_timeout_minutes(hook),
+            )
+        except Exception as exc:
+            self.log.exception("Submitting or watching %s on %s failed", spec.name, machine.name)
+            yield TriggerEvent(
+                {
+                    "status": "error",
+                    "machine": machine.name,
+                    "job_id": (self._job or {}).get("job_id"),
+                    "message": f"{type(exc).__name__}: {exc}",
+                }
+            )
+            return
+        if status.state is not JobState.COMPLETED:
+            yield TriggerEvent({"status": "done", "machine": machine.name, "job": status.to_dict()})
+            return
+        try:
+            # What execute_complete does for a completed job, here: the task ends without a worker.
+            judged = judged_command(spec.workdir, spec.name, job_id)
+            (await async_transport(machine.connection).run(judged)).check("recording the judged job")
+            await asyncio.to_thread(op._record, context, status.state.value, status.exit_code)
+        except Exception as exc:  # let the worker judge it (it retries the bookkeeping)
+            self.log.warning("Bookkeeping of job %s failed here (%s): the worker will", job_id, exc)
+            yield TriggerEvent({"status": "done", "machine": machine.name, "job": status.to_dict()})
+            return
+        self.log.info("Job %s on %s completed", job_id, machine.name)
+        job.update(state=status.state.value, exit_code=status.exit_code, native_state=status.native_state)
+        # Pushed here, not as TaskSuccessEvent(xcoms=...): Airflow 3.3.2 stores those JSON-encoded twice
+        # (a dict comes back to the downstream task as a string).
+        await asyncio.to_thread(context["ti"].xcom_push, "return_value", job)
+        yield TaskSuccessEvent()
+
+    async def on_kill(self) -> None:
+        """The user marked or cleared the deferred task: cancel its batch job too."""
+        if not self._job:
+            return
+        command = get_adapter(self._batch_system).cancel_command([self._job["job_id"]])
+        await async_transport(self._connection).run(command, timeout=30)
+        self.log.info("Cancelled job %s on %s", self._job["job_id"], self._job["machine"])

@@ -1,0 +1,126 @@
+"""One submitter per machine in the triggerer: the poller's twin for submissions.
+
+Every member trigger of a machine hands its job spec to the machine's submitter and awaits a future. The
+submitter gathers the specs that arrive within ``window`` seconds (an ensemble's members are started by
+the triggerer together) and submits them all in three remote commands over the machine's one shared
+connection (``operators.hpc.submission``: look-up by name, scripts + submissions, id records), however
+many they are. Specs of the same name in one batch (a trigger run twice) get the same job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from dataclasses import dataclass, field
+
+from operators.hpc import submission
+from operators.hpc.adapters import BatchAdapter, get_adapter
+from operators.hpc.async_transport import AsyncTransport, async_transport
+from operators.hpc.spec import JobSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    spec: JobSpec
+    future: asyncio.Future[tuple[str, bool]]
+
+
+@dataclass
+class MachineSubmitter:
+    key: str
+    transport: AsyncTransport
+    adapter: BatchAdapter
+    window: float = 0.1
+    timeout: float = 120.0
+    pending: list[_Pending] = field(default_factory=list)
+    commands: int = 0
+    _task: asyncio.Task[None] | None = None
+
+    async def submit(self, spec: JobSpec) -> tuple[str, bool]:
+        """Submit ``spec`` unless it has a live or unjudged job; ``(job_id, reattached)`` as ``BatchHook.submit``."""
+        pending = _Pending(spec, asyncio.get_running_loop().create_future())
+        self.pending.append(pending)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._loop(), name=f"urgentflow-submitter-{self.key}")
+        return await pending.future
+
+    async def _loop(self) -> None:
+        while self.pending:
+            await asyncio.sleep(self.window)
+            batch, self.pending = self.pending, []
+            by_name: dict[str, list[_Pending]] = {}
+            for item in batch:
+                by_name.setdefault(item.spec.name, []).append(item)
+            specs = [items[0].spec for items in by_name.values()]
+            for group in submission.chunks(self.adapter, specs):
+                try:
+                    results = await self._submit(group)
+                except Exception as exc:  # the whole group failed (transport, parse): each waiter gets it
+                    results = [exc] * len(group)
+                for spec, result in zip(group, results, strict=True):
+                    for item in by_name[spec.name]:
+                        if item.future.done():
+                            continue
+                        if isinstance(result, BaseException):
+                            item.future.set_exception(result)
+                        else:
+                            item.future.set_result(result)
+
+    async def _run(self, command: str, what: str) -> str:
+        self.commands += 1
+        result = await self.transport.run(command, timeout=self.timeout)
+        return result.check(what).stdout
+
+    async def _submit(self, specs: list[JobSpec]) -> list[tuple[str, bool] | Exception]:
+        out = await self._run(submission.lookup_command(self.adapter, specs), "job lookup")
+        results: list[tuple[str, bool] | Exception] = []
+        new: list[int] = []
+        for i, found in enumerate(submission.parse_lookup(self.adapter, out, specs)):
+            if found is None:
+                new.append(i)
+                results.append(submission.SubmissionError("not submitted"))
+            elif isinstance(found, Exception):
+                results.append(found)
+            else:
+                log.info(
+                    "%s: re-attaching to %s job %s (%s)", self.key, found.why, found.job_id, specs[i].name
+                )
+                results.append((found.job_id, True))
+        if not new:
+            return results
+        fresh = [specs[i] for i in new]
+        out = await self._run(submission.submit_command(self.adapter, fresh), "submission")
+        submitted = []
+        for i, spec, job_id in zip(
+            new, fresh, submission.parse_submit(self.adapter, out, fresh), strict=True
+        ):
+            if isinstance(job_id, Exception):
+                results[i] = job_id
+            else:
+                results[i] = (job_id, False)
+                submitted.append((spec, job_id))
+        if submitted:
+            try:
+                await self._run(submission.record_command(submitted), "recording the job ids")
+            except Exception as exc:  # the jobs exist and carry their names: a retry finds them by name
+                log.warning("%s: could not record %d job ids: %s", self.key, len(submitted), exc)
+            log.info("%s: submitted %d jobs in one batch", self.key, len(submitted))
+        return results
+
+
+# Per event loop (the triggerer has one; tests and benchmarks make many): loop -> key -> submitter.
+_SUBMITTERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, MachineSubmitter]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def get_submitter(conn_id: str | None, batch_system: str) -> MachineSubmitter:
+    """The submitter of one machine in the running event loop (created on first use)."""
+    key = f"{batch_system}@{conn_id or 'local'}"
+    submitters = _SUBMITTERS.setdefault(asyncio.get_running_loop(), {})
+    if key not in submitters:
+        submitters[key] = MachineSubmitter(key, async_transport(conn_id), get_adapter(batch_system))
+    return submitters[key]

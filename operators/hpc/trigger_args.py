@@ -1,0 +1,143 @@
+"""The arguments of one task instance, worked out in the triggerer as a worker would (no worker started).
+
+With ``start_from_trigger`` the scheduler hands a task straight to the triggerer. Airflow 3.3.2 renders
+there only trigger kwargs that are also template fields, and with a context whose ``ti.xcom_pull`` of a
+whole task (no ``map_indexes``) asks the supervisor for a message the triggerer does not serve: such a
+template blocks the triggerer's event loop. So the trigger resolves the operator's arguments itself, in
+a thread (``sync_to_async``), from the serialized task the triggerer hands it:
+
+* a mapped task: its ``partial`` kwargs (``XComArg`` references pulled) and its own element of the
+  ``expand``/``expand_kwargs`` input (one expanded argument or a list of dicts, from an XCom or literal);
+* an unmapped task: the kwargs its ``__init__`` stored in ``start_trigger_args``;
+* then every template field rendered with the DAG's Jinja environment (native when the DAG says so)
+  and the task instance's context, ``ti.xcom_pull`` of an unmapped task reading its one value.
+
+What it cannot resolve exactly as a worker would (an XCom of a mapped upstream, several expanded
+arguments, user-defined macros) raises ``Unresolvable``: the task then runs the ordinary way, from a worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+class Unresolvable(Exception):
+    """The triggerer cannot work these arguments out the way a worker would."""
+
+
+class TriggerTI:
+    """A task instance in the triggerer as the operator's code expects one: ``xcom_pull`` of an unmapped
+    upstream reads its one value (map index -1); ``xcom_push`` writes without the task's worker-side
+    attributes (the serialized task has no ``returns_dag_result``)."""
+
+    def __init__(self, ti: Any, dag: Any) -> None:
+        self._ti = ti
+        self._dag = dag
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ti, name)
+
+    def xcom_pull(
+        self, task_ids: Any = None, dag_id: Any = None, key: str = "return_value", **kwargs: Any
+    ) -> Any:
+        if "map_indexes" not in kwargs:
+            if not isinstance(task_ids, str):
+                raise Unresolvable("xcom_pull of several tasks")
+            kwargs["map_indexes"] = _unmapped_index(self._dag, task_ids)
+        return self._ti.xcom_pull(task_ids=task_ids, dag_id=dag_id, key=key, **kwargs)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        ti = self._ti
+        XCom.set(key, value, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index)
+
+
+def _unmapped_index(dag: Any, task_id: str) -> int:
+    try:
+        upstream = dag.get_task(task_id)
+    except Exception as exc:
+        raise Unresolvable(f"no task {task_id!r}") from exc
+    if getattr(upstream, "is_mapped", False) or upstream.get_closest_mapped_task_group() is not None:
+        raise Unresolvable(f"{task_id!r} is mapped")
+    return -1
+
+
+def _pull(ti: Any, dag: Any, task_id: str, key: str) -> Any:
+    return ti.xcom_pull(task_ids=task_id, key=key, map_indexes=_unmapped_index(dag, task_id))
+
+
+def _reference(value: Any) -> tuple[str, str] | None:
+    """``(task_id, key)`` of a serialized XCom reference (a partial kwarg or an expand input)."""
+    from airflow.serialization.definitions.xcom_arg import SchedulerPlainXComArg, SchedulerXComArg
+    from airflow.serialization.serialized_objects import _XComRef
+
+    if isinstance(value, _XComRef):
+        return str(value.data["task_id"]), str(value.data.get("key") or "return_value")
+    if isinstance(value, SchedulerPlainXComArg):
+        return value.operator.task_id, value.key
+    if isinstance(value, SchedulerXComArg):
+        raise Unresolvable(f"{type(value).__name__} (zip, map, concat) as an argument")
+    return None
+
+
+def _value(ti: Any, dag: Any, value: Any) -> Any:
+    ref = _reference(value)
+    return _pull(ti, dag, *ref) if ref else value
+
+
+def _element(ti: Any, dag: Any, source: Any) -> Any:
+    values = _value(ti, dag, source)
+    if not isinstance(values, list | tuple) or not 0 <= ti.map_index < len(values):
+        raise Unresolvable(f"map index {ti.map_index} is not in the expanded input")
+    return values[ti.map_index]
+
+
+def _expanded(ti: Any, task: Any) -> dict[str, Any]:
+    from airflow.models.expandinput import SchedulerDictOfListsExpandInput, SchedulerListOfDictsExpandInput
+
+    expand = task._get_specified_expand_input()
+    if isinstance(expand, SchedulerDictOfListsExpandInput):
+        if len(expand.value) != 1:
+            raise Unresolvable("expand() over several arguments")
+        [(name, source)] = expand.value.items()
+        return {name: _element(ti, task.dag, source)}
+    if isinstance(expand, SchedulerListOfDictsExpandInput):
+        kwargs = _element(ti, task.dag, expand.value)
+        if not isinstance(kwargs, Mapping) or any(_reference(v) for v in kwargs.values()):
+            raise Unresolvable("expand_kwargs() element is not a plain dict")
+        return dict(kwargs)
+    raise Unresolvable(f"unknown expand input {type(expand).__name__}")
+
+
+def operator_kwargs(ti: Any, stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The rendered ``__init__`` arguments of ``ti``'s task (``ti.task``: the serialized operator)."""
+    from airflow.sdk.definitions._internal.templater import Templater, create_template_env
+
+    task = ti.task
+    dag = task.dag
+    if getattr(task, "is_mapped", False):
+        raw = {k: _value(ti, dag, v) for k, v in task.partial_kwargs.items()}
+        raw.update(_expanded(ti, task))
+    elif stored is not None:
+        raw = dict(stored)
+    else:
+        raise Unresolvable("the task stored no arguments")
+    context = ti.get_template_context()
+    context["ti"] = context["task_instance"] = TriggerTI(ti, dag)
+    native = getattr(task, "render_template_as_native_obj", None)
+    native = bool(dag.render_template_as_native_obj if native is None else native)
+    env = create_template_env(native=native)
+    renderer = Templater()
+    renderer.template_ext = ()
+    renderer.render_template_as_native_obj = native  # type: ignore[attr-defined]
+    for name in task.template_fields:
+        if name in raw:
+            try:
+                raw[name] = renderer.render_template(raw[name], context, env, set())
+            except Unresolvable:
+                raise
+            except Exception as exc:
+                raise Unresolvable(f"rendering {name}: {type(exc).__name__}: {exc}") from exc
+    return raw

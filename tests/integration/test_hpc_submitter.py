@@ -1,0 +1,80 @@
+"""Batched submission (the triggerer's per-machine submitter) against the real batch systems over sshd."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from operators.hpc.adapters import JobRef
+from operators.hpc.hook import BatchHook
+from operators.hpc.poller import get_poller
+from operators.hpc.spec import JobSpec
+from operators.hpc.states import JobState
+from operators.hpc.submission import SubmissionError
+from operators.hpc.submitter import get_submitter
+
+pytestmark = pytest.mark.integration
+
+
+def specs_for(hook: BatchHook, count: int, **kw: object) -> list[JobSpec]:
+    tag = uuid.uuid4().hex[:8]
+    kw.setdefault("partition", hook.machine.default_partition)
+    return [
+        JobSpec(
+            name=f"uf-sub-{tag}-{i}",
+            # a quote, a dollar and a would-be here-document end in the command: all stay data
+            command=["bash", "-c", 'echo "member $1 it\'s $HOME"', "member", f"{i} URGENTFLOW_EOF_x"],
+            workdir=f"{hook.machine.workdir}/tests/uf-sub-{tag}-{i}",
+            **kw,  # type: ignore[arg-type]
+        )
+        for i in range(count)
+    ]
+
+
+async def submit_all(hook: BatchHook, specs: list[JobSpec]) -> tuple[list[object], int]:
+    submitter = get_submitter(hook.machine.connection, hook.machine.batch_system)
+    before = submitter.commands
+    results = await asyncio.gather(*(submitter.submit(s) for s in specs), return_exceptions=True)
+    return list(results), submitter.commands - before
+
+
+@pytest.mark.parametrize("machine", ["alpha", "gamma", "local"])
+def test_an_ensemble_goes_out_in_three_commands_and_a_second_round_re_attaches(machine: str) -> None:
+    hook = BatchHook(machine)
+    specs = specs_for(hook, 30)
+
+    async def scenario() -> None:
+        first, commands = await submit_all(hook, specs)
+        assert commands == 3, "look-up, scripts and submissions, id records: one command each for all 30"
+        assert all(isinstance(r, tuple) and r[1] is False for r in first), first
+        ids = [r[0] for r in first]  # type: ignore[index]
+        assert len(set(ids)) == 30
+        again, commands = await submit_all(hook, specs)  # a triggerer restart runs every trigger again
+        assert commands == 1 and again == [(job_id, True) for job_id in ids], "re-attached, nothing new"
+        poller = get_poller(hook.machine.connection, hook.machine.batch_system, 1.0)
+        statuses = await asyncio.wait_for(
+            asyncio.gather(*(poller.watch(JobRef(i, s.exit_file)) for i, s in zip(ids, specs, strict=True))),
+            300,
+        )
+        assert {s.state for s in statuses} == {JobState.COMPLETED}
+
+    asyncio.run(scenario())
+    assert hook.tail(specs[3].stdout).strip().startswith("member 3 URGENTFLOW_EOF_x it's /")
+
+
+def test_a_refused_job_fails_alone() -> None:
+    hook = BatchHook("alpha")
+    good = specs_for(hook, 2)
+    bad = specs_for(hook, 1, partition="no-such-partition")
+
+    async def scenario() -> list[object]:
+        results, commands = await submit_all(hook, [good[0], *bad, good[1]])
+        assert commands == 3
+        return results
+
+    first, refused, second = asyncio.run(scenario())
+    assert isinstance(first, tuple) and isinstance(second, tuple)
+    assert isinstance(refused, SubmissionError) and "no-such-partition" in str(refused), refused
+    hook.cancel([first[0], second[0]])
