@@ -45,6 +45,10 @@ when the incident asked for `updates`. See the README.
 INCIDENT_ID_PATTERN = "^(inc-[0-9a-f]{12})?$"
 MACHINE = "{{ ti.xcom_pull(task_ids='select_machine')['machine'] }}"
 PARTITION = "{{ ti.xcom_pull(task_ids='select_machine')['partition'] }}"
+# A member's walltime: the deadline, within 5..60 minutes (WALLTIME_MINUTES renders the same from params).
+WALLTIME_MINUTES = "{{ [5, [params.deadline_minutes, 60] | min] | max }}"
+# The path of the n-th staged input on the chosen machine (a member's argument; no task just to build them).
+STAGED = "{{{{ ti.xcom_pull(task_ids='stage_inputs')[{}]['path'] }}}}"
 MEMBER = '"${URGENTFLOW_PYTHON:-python3}" "$1" --landscape "$2" --scenario "$3" --member "$4" --out .'
 
 
@@ -175,29 +179,29 @@ def wildfire_forecast() -> None:
             "input_ids": ids,
             "ignition": [row, col],
             "members": incident.ensemble_size,
-            "walltime_minutes": max(5, min(incident.deadline_minutes, 60)),
+            "walltime_minutes": walltime_minutes(incident.deadline_minutes),
             # a member left on a hold for a quarter of the deadline is cancelled and submitted afresh
             "held_timeout_minutes": max(1.0, incident.deadline_minutes / 4),
         }
 
     inputs = prepare()
+    # Selection runs beside prepare (it needs only the params): the first job goes out sooner.
     select = SelectMachineOperator(
-        task_id="select_machine", cores=1, memory_mb=1000, walltime_minutes=inputs["walltime_minutes"]
+        task_id="select_machine", cores=1, memory_mb=1000, walltime_minutes=WALLTIME_MINUTES
     )
     staged = StageToMachineOperator(
         task_id="stage_inputs",
         machine=MACHINE,
-        keys=inputs[
-            "stage_keys"
-        ],  # model.py, landscape.npz, scenario.json (member_commands relies on the order)
+        keys=inputs["stage_keys"],  # model.py, landscape.npz, scenario.json (STAGED relies on the order)
     )
     select >> staged
 
     @task
-    def member_commands(inputs: dict, staged: list[dict]) -> list[list[str]]:
-        model, land, scenario = (s["path"] for s in staged)
+    def member_commands(inputs: dict) -> list[list[str]]:
+        """Runs beside stage_inputs: the staged paths are templates, rendered for each member."""
         return [
-            ["bash", "-c", MEMBER, "member", model, land, scenario, str(i)] for i in range(inputs["members"])
+            ["bash", "-c", MEMBER, "member", *(STAGED.format(n) for n in range(3)), str(i)]
+            for i in range(inputs["members"])
         ]
 
     members = BatchJobOperator.partial(
@@ -208,7 +212,8 @@ def wildfire_forecast() -> None:
         walltime_minutes=inputs["walltime_minutes"],
         held_timeout_minutes=inputs["held_timeout_minutes"],
         poll_interval=2.0,
-    ).expand(command=member_commands(inputs, staged.output))
+    ).expand(command=member_commands(inputs))
+    staged >> members
 
     published = StageFromMachineOperator(
         task_id="publish_members",
@@ -278,6 +283,10 @@ def wildfire_forecast() -> None:
         memory_mb=128,
     )
     forecast >> viewer
+
+
+def walltime_minutes(deadline_minutes: int) -> int:
+    return max(5, min(int(deadline_minutes), 60))
 
 
 def ignition_cell(land: Any, lat: float, lon: float) -> tuple[int, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from operators.hpc.spec import JobSpec
 
 pytestmark = pytest.mark.e2e
 DAG = "hpc_drill"
+WORKER_DAG = "hpc_drill_worker"  # members submitted from workers (start_from_trigger=False)
 
 
 def run_drill(airflow: AirflowClient, conf: dict, timeout: float = 600) -> tuple[str, dict, list[dict]]:
@@ -30,8 +32,8 @@ def run_drill(airflow: AirflowClient, conf: dict, timeout: float = 600) -> tuple
     return run_id, final, airflow.task_instances(DAG, run_id)
 
 
-def jobs_of_run(airflow: AirflowClient, run_id: str, members: int) -> list[dict]:
-    return [airflow.xcom(DAG, run_id, "member", key="batch_job", map_index=i) for i in range(members)]
+def jobs_of_run(airflow: AirflowClient, run_id: str, members: int, dag_id: str = DAG) -> list[dict]:
+    return [airflow.xcom(dag_id, run_id, "member", key="batch_job", map_index=i) for i in range(members)]
 
 
 def submitted_names(machine: str, names: set[str]) -> list[str]:
@@ -155,24 +157,27 @@ def kill_and_restart(component: str) -> None:
 
 
 def test_scheduler_killed_while_members_submit_moves_again_within_a_minute(airflow: AirflowClient) -> None:
-    """The scheduler's session is killed while members are in workers submitting: after the restart
+    """The scheduler's session is killed while members are in workers submitting (the drill whose members
+    submit from workers): after the restart
     every member is watched again (deferred) within 60 s, each by the one job it submitted (re-attached,
     never submitted twice)."""
     members = 8
-    airflow.wait_for_dag(DAG, timeout=90)
-    airflow.unpause(DAG)
-    run_id = airflow.trigger(DAG, {"machine": "alpha", "members": members, "seconds": 40})["dag_run_id"]
-    at_kill = wait_until_submitting(airflow, DAG, run_id, "member", members)
+    airflow.wait_for_dag(WORKER_DAG, timeout=90)
+    airflow.unpause(WORKER_DAG)
+    run_id = airflow.trigger(WORKER_DAG, {"machine": "alpha", "members": members, "seconds": 40})[
+        "dag_run_id"
+    ]
+    at_kill = wait_until_submitting(airflow, WORKER_DAG, run_id, "member", members)
     kill_and_restart("scheduler")
     restarted = time.monotonic()
-    moved = seconds_until_moving(airflow, DAG, run_id, "member", restarted)
+    moved = seconds_until_moving(airflow, WORKER_DAG, run_id, "member", restarted)
     report(
         f"scheduler killed with members {at_kill}; all members moving again {moved:.1f} s after the restart"
     )
     assert moved <= 60, f"members stuck for {moved:.0f} s after the restart"
-    final = airflow.wait_for_run(DAG, run_id, timeout=400)
+    final = airflow.wait_for_run(WORKER_DAG, run_id, timeout=400)
     assert final["state"] == "success"
-    jobs = jobs_of_run(airflow, run_id, members)
+    jobs = jobs_of_run(airflow, run_id, members, WORKER_DAG)
     names = {j["name"] for j in jobs}
     assert sorted(submitted_names("alpha", names)) == sorted(names), "re-attached: one job per member"
 
@@ -249,10 +254,12 @@ def test_marking_a_deferred_member_failed_cancels_its_job(airflow: AirflowClient
         time.sleep(1)
     else:
         pytest.fail("the member did not defer within 120 s")
-    # A trigger's on_kill runs only once a triggerer has started it (it looks for new triggers about
-    # every second); marking the task before that leaves the job to the orphan sweep, not to on_kill.
-    time.sleep(5)
-    (job,) = jobs_of_run(airflow, run_id, 1)
+    # A trigger's on_kill runs only once a triggerer has started it and it has submitted (and recorded)
+    # the job; marking the task before that leaves the job to the orphan sweep, not to on_kill.
+    deadline = time.monotonic() + 60
+    while not (job := jobs_of_run(airflow, run_id, 1)[0]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert job, "the deferred member recorded no job within 60 s"
     airflow.request(
         "PATCH",
         f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/member/0",
@@ -376,7 +383,7 @@ def catch_after_submit(airflow: AirflowClient, run_id: str, name: str, timeout: 
     worker's side of the task) while frozen. False when the member deferred before it could be caught."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        (ti,) = [t for t in airflow.task_instances(DAG, run_id) if t["task_id"] == "member"]
+        (ti,) = [t for t in airflow.task_instances(WORKER_DAG, run_id) if t["task_id"] == "member"]
         if ti["state"] in ("deferred", "success"):
             return False
         if ti["state"] != "running" or not ti["pid"]:
@@ -385,7 +392,7 @@ def catch_after_submit(airflow: AirflowClient, run_id: str, name: str, timeout: 
         pid = int(ti["pid"])
         supervisor = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
         os.kill(pid, signal.SIGSTOP)
-        (now,) = [t for t in airflow.task_instances(DAG, run_id) if t["task_id"] == "member"]
+        (now,) = [t for t in airflow.task_instances(WORKER_DAG, run_id) if t["task_id"] == "member"]
         if queued_ids(name) and now["state"] == "running":
             os.kill(supervisor, signal.SIGKILL)
             os.kill(pid, signal.SIGKILL)
@@ -398,20 +405,66 @@ def catch_after_submit(airflow: AirflowClient, run_id: str, name: str, timeout: 
 def test_worker_killed_after_submitting_reattaches_to_its_job_by_name(airflow: AirflowClient) -> None:
     """The member's task dies between its job's submission and its deferral: the retry finds the job by
     its name on the machine and re-attaches; the job runs once and the run succeeds."""
-    airflow.wait_for_dag(DAG, timeout=90)
-    airflow.unpause(DAG)
+    airflow.wait_for_dag(WORKER_DAG, timeout=90)
+    airflow.unpause(WORKER_DAG)
     for _ in range(3):  # the window between sbatch and defer is short: try again if the member was faster
-        run_id = airflow.trigger(DAG, {"machine": "alpha", "members": 1, "seconds": 20})["dag_run_id"]
-        name = job_name(DAG, run_id, "member", 0)
+        run_id = airflow.trigger(WORKER_DAG, {"machine": "alpha", "members": 1, "seconds": 20})["dag_run_id"]
+        name = job_name(WORKER_DAG, run_id, "member", 0)
         if catch_after_submit(airflow, run_id, name):
             break
-        airflow.wait_for_run(DAG, run_id, timeout=300)
+        airflow.wait_for_run(WORKER_DAG, run_id, timeout=300)
     else:
         pytest.fail("three members deferred before their task could be caught after submitting")
     (first,) = queued_ids(name)
+    final = airflow.wait_for_run(WORKER_DAG, run_id, timeout=400)
+    assert final["state"] == "success"
+    (ti,) = [t for t in airflow.task_instances(WORKER_DAG, run_id) if t["task_id"] == "member"]
+    job = airflow.xcom(WORKER_DAG, run_id, "member", key="batch_job", map_index=0)
+    assert ti["try_number"] == 2 and job["reattached"] is True and job["job_id"] == first, (ti, job)
+    assert submitted_names("alpha", {name}) == [name], "submitted once"
+
+
+def catch_triggerer_after_submit(
+    airflow: AirflowClient, run_id: str, name: str, timeout: float = 120
+) -> bool:
+    """Step the triggerer's whole process session in 20 ms slices (SIGSTOP/SIGCONT) until the member's
+    job exists on the machine while its task has no ``batch_job`` record yet, then kill the session while
+    frozen and start the triggerer again. False when the job was recorded before it could be caught."""
+    pid = int((runtime_dir() / "run" / "triggerer.pid").read_text().split()[0])
+    group = os.getpgid(pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if airflow.xcom(DAG, run_id, "member", key="batch_job", map_index=0):
+            return False
+        os.killpg(group, signal.SIGSTOP)
+        try:
+            if queued_ids(name) and not airflow.xcom(DAG, run_id, "member", key="batch_job", map_index=0):
+                kill_and_restart("triggerer")
+                return True
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGCONT)
+        time.sleep(0.02)
+    pytest.fail(f"the member of {run_id} was neither submitted nor recorded within {timeout} s")
+
+
+def test_triggerer_killed_after_submitting_reattaches_to_the_job_by_name(airflow: AirflowClient) -> None:
+    """The triggerer dies between a member's batched submission and its record (XCom, catalog): the
+    member's trigger runs again in the new triggerer, finds the job by its name and re-attaches; the job
+    runs once and the run succeeds."""
+    airflow.wait_for_dag(DAG, timeout=90)
+    airflow.unpause(DAG)
+    for _ in range(3):  # the window between sbatch and the record is short: try again if it was faster
+        run_id = airflow.trigger(DAG, {"machine": "alpha", "members": 1, "seconds": 20})["dag_run_id"]
+        name = job_name(DAG, run_id, "member", 0)
+        if catch_triggerer_after_submit(airflow, run_id, name):
+            break
+        airflow.wait_for_run(DAG, run_id, timeout=300)
+    else:
+        pytest.fail("three members were recorded before the triggerer could be caught after submitting")
+    (first,) = queued_ids(name)
     final = airflow.wait_for_run(DAG, run_id, timeout=400)
     assert final["state"] == "success"
-    (ti,) = [t for t in airflow.task_instances(DAG, run_id) if t["task_id"] == "member"]
     job = airflow.xcom(DAG, run_id, "member", key="batch_job", map_index=0)
-    assert ti["try_number"] == 2 and job["reattached"] is True and job["job_id"] == first, (ti, job)
+    assert job["reattached"] is True and job["job_id"] == first, job
     assert submitted_names("alpha", {name}) == [name], "submitted once"

@@ -1,0 +1,62 @@
+"""wildfire_forecast's shape on the urgent path: what runs beside what, and values rendered two ways agree."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk.definitions._internal.templater import create_template_env
+
+DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "wildfire_forecast.py"
+
+
+@pytest.fixture(scope="module")
+def dag() -> Any:
+    return DagBag(dag_folder=str(DAG_FILE)).dags["wildfire_forecast"]
+
+
+@pytest.fixture(scope="module")
+def dag_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("wildfire_dag_file", DAG_FILE)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_selection_runs_beside_prepare_and_every_member_is_published_by_one_task(dag: Any) -> None:
+    assert "prepare" not in dag.get_task("select_machine").upstream_task_ids
+    publish = dag.get_task("publish_members")
+    assert not publish.is_mapped and "simulate" in publish.upstream_task_ids
+    assert dag.get_task("simulate").start_from_trigger
+
+
+@pytest.mark.parametrize("deadline", [5, 6, 30, 59, 60, 61, 1440])
+def test_the_walltime_selection_asks_for_is_the_one_the_members_get(
+    dag_module: ModuleType, deadline: int
+) -> None:
+    template = create_template_env(native=True).from_string(dag_module.WALLTIME_MINUTES)
+    value = template.render(params={"deadline_minutes": deadline})
+    assert value == dag_module.walltime_minutes(deadline) and isinstance(value, int)
+
+
+def test_members_follow_staging_at_once_and_their_commands_are_built_beside_it(
+    dag: Any, dag_module: ModuleType
+) -> None:
+    simulate = dag.get_task("simulate")
+    assert {"member_commands", "stage_inputs"} <= simulate.upstream_task_ids
+    assert "stage_inputs" not in dag.get_task("member_commands").upstream_task_ids, "built beside staging"
+
+    class TI:
+        @staticmethod
+        def xcom_pull(task_ids: str) -> list[dict]:
+            assert task_ids == "stage_inputs"
+            return [{"path": "/w/model.py"}, {"path": "/w/land.npz"}, {"path": "/w/scen.json"}]
+
+    env = create_template_env(native=True)
+    rendered = [env.from_string(dag_module.STAGED.format(n)).render(ti=TI()) for n in range(3)]
+    assert rendered == ["/w/model.py", "/w/land.npz", "/w/scen.json"]
