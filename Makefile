@@ -69,13 +69,15 @@ test: venv lint testbed
 	$(VENV)/bin/pytest
 
 # Quick benchmark set, about 5 minutes (figures, full-size commands and readings in benchmarks/README.md):
-# job watching at N = 10, 100; trigger-to-running latency over 10 incidents; a 50-member ensemble.
+# job watching at N = 10, 100; trigger-to-running latency over 10 incidents; a 50-member ensemble;
+# report to map (8 members) over 3 incidents.
 # Needs the test bed and the runtime (make up); every job it submits is cancelled at the end.
 bench: venv testbed
 	$(PY) benchmarks/job_watch.py --sizes 10,100
 	$(PY) scripts/runtime.py start
 	$(PY) benchmarks/latency.py --runs 10
 	$(PY) benchmarks/throughput.py --members 50 --seconds 2
+	$(PY) benchmarks/time_to_map.py --runs 3
 
 lock:
 	$(PY) -m pip freeze --exclude-editable | grep -v '^urgentflow' > constraints.txt.new

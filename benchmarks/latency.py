@@ -6,7 +6,7 @@ Each round, against the embedded runtime and the Slurm test bed:
    incident path a user waits through: the catalog row and the DAG run, scheduling, ``prepare`` (the
    landscape and scenario generated and written to the object store), ``select_machine`` (live load
    and an ``sbatch --test-only`` per machine), ``stage_inputs`` (the machine fetches them),
-   ``member_commands``, then ``simulate`` (BatchJobOperator: look-up, script upload, sbatch). The
+   then ``simulate`` (BatchJobOperator, started in the triggerer: look-up, script and sbatch). The
    machine chosen is read from the catalog (``machine_selections``) and the job, whose name is
    derived from the run, is then watched there with ``squeue -n NAME`` every ``--poll`` seconds
    over one open SSH connection; RUNNING is the first poll that shows it running (or past it).
@@ -217,7 +217,7 @@ def report(results: Results) -> None:
     print(row("raw: sbatch over an open SSH conn -> RUNNING", raw))
     starts = [s.to_task_start for s in results.ours if s.to_task_start is not None]
     if starts:
-        print(row("  ours, of which POST -> simulate task start", starts))
+        print(row("  ours, of which POST -> simulate handed over", starts))
     for label, samples in (("ours", results.ours), ("raw", results.raw)):
         waits = [s.slurm_wait for s in samples if s.slurm_wait is not None]
         if waits:

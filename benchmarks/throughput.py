@@ -5,11 +5,11 @@ hpc_drill's member command: hash a small input, sleep ``--seconds``, exit 0), on
 1. baseline: the member scripts are rendered and uploaded first (not timed), then a loop of ``sbatch``
    calls over one already-open SSH connection submits them (timed, client side);
 2. ours: ``hpc_drill`` is triggered through the REST API with ``members``/``seconds``/``machine``;
-   its mapped ``member`` task (BatchJobOperator) submits each job from an Airflow worker and defers it
-   to the triggerer. Submission times are the catalog's SUBMITTED records (written right after each
-   sbatch). Once every member task has ended, the run is failed through the REST API so its 200
-   ``publish`` tasks (and the Asset event they lead to) do not occupy the shared runtime
-   (``--keep-run`` lets it finish).
+   its mapped ``member`` task (BatchJobOperator) starts in the triggerer, which submits the members'
+   jobs together (a few remote commands per batch) and watches them. Submission times are the
+   catalog's SUBMITTED records (written by each member's trigger right after its batch's sbatch calls).
+   Once every member task has ended, the run is failed through the REST API so its ``publish`` task
+   (and the Asset event it leads to) does not occupy the shared runtime (``--keep-run`` lets it finish).
 Figures: submission rate ((N - 1) / (last - first submission)), makespan (from the start of the
 submissions, i.e. the loop start or the trigger POST, to the last job's End in sacct) against the ideal
 (sum of the jobs' Elapsed / the partition's CPUs from sinfo), and for ours also when Airflow knew (the

@@ -92,7 +92,7 @@ class BatchHook(BaseHook):
     def submit(self, spec: JobSpec) -> tuple[str, bool]:
         """Submit ``spec`` unless it already has a live or unjudged job; returns ``(job_id, reattached)``.
 
-        Three remote commands: look-up, script and submission, the job-id record.
+        Two remote commands: the look-up, then script, submission and job-id record.
         """
         existing = self.find(spec)
         if existing:
@@ -104,7 +104,6 @@ class BatchHook(BaseHook):
         if isinstance(submitted, submission.SubmissionError):
             raise submitted
         job_id = submitted
-        self.transport.run(submission.record_command([(spec, job_id)])).check("recording the job id")
         self.log.info("Submitted %s as job %s on %s", spec.name, job_id, self.machine.name)
         return job_id, False
 

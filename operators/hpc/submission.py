@@ -1,17 +1,15 @@
 """Submitting many jobs to one machine in a few remote commands (pure: commands in, parsed results out).
 
 Every submission, one job or an ensemble, from a worker (``BatchHook``) or from the triggerer
-(``operators.hpc.submitter``), goes through the same three steps, each ONE remote command for all jobs:
+(``operators.hpc.submitter``), goes through the same two steps, each ONE remote command for all jobs:
 
-1. ``lookup_command``: create each work directory and look the job up by its name (the batch system's
-   live jobs, then the job-id record an earlier try left and the "judged" mark of the try that consumed
-   its end); ``parse_lookup`` decides per job: re-attach to a live or unjudged job, or submit.
-2. ``submit_command``: write each new job's script (a quoted here-document) and submit it; a failure of
-   one job is reported for that job and never stops the others.
-3. ``record_command``: write each new job id to its record file, so a restart finds it even after the
-   batch system forgot it.
-
-A crash between 2 and 3 leaves a live job without a record: step 1 of the retry finds it by name.
+1. ``lookup_command``: the live jobs of all the names (one batch-system query), then per job: create its
+   work directory, read the job-id record an earlier try left and the "judged" mark of the try that
+   consumed its end; ``parse_lookup`` decides per job: re-attach to a live or unjudged job, or submit.
+2. ``submit_command``: write each new job's script (a quoted here-document), submit it and write what
+   the batch system answered to the job's record file in the same shell, so a restart finds the job
+   even after the batch system forgot it; a failure of one job is reported for that job and never
+   stops the others.
 """
 
 from __future__ import annotations
@@ -43,13 +41,13 @@ class Found:
 
 
 def lookup_command(adapter: BatchAdapter, specs: Sequence[JobSpec]) -> str:
-    """Four sections per spec: "prepared" (the work directory exists), live ids, record, judged mark."""
+    """The live jobs of all specs (one batch-system query), then 3 sections per spec: "prepared"
+    (its work directory exists), its job-id record, its judged mark."""
     q = shlex.quote
-    parts = []
+    parts = [f"{{ {adapter.find_all_command(specs)}; }} 2>/dev/null; echo '{SECTION}'"]
     for spec in specs:
         parts.append(
             f"{{ {adapter.prepare_command(spec)}; }} >/dev/null 2>&1 && echo prepared; echo '{SECTION}'; "
-            f"{{ {adapter.find_command(spec.name, spec.workdir)}; }} 2>/dev/null; echo '{SECTION}'; "
             f"cat {q(spec.record_file)} 2>/dev/null; echo '{SECTION}'; "
             f"cat {q(spec.judged_file)} 2>/dev/null; echo '{SECTION}'"
         )
@@ -57,15 +55,17 @@ def lookup_command(adapter: BatchAdapter, specs: Sequence[JobSpec]) -> str:
 
 
 def decide(
-    adapter: BatchAdapter, live: Sequence[str], recorded: Sequence[str], judged: Sequence[str]
+    adapter: BatchAdapter, live_id: str | None, recorded: Sequence[str], judged: Sequence[str]
 ) -> Found | None:
     """A live job of that name, else a recorded job no try has judged yet, else None (submit)."""
-    live_id = adapter.parse_find("\n".join(live))
     if live_id:
         return Found(live_id, "live")
-    recorded_id = recorded[0].strip() if recorded else ""
+    try:
+        recorded_id = adapter.parse_submit("\n".join(recorded)) if recorded else ""
+    except ValueError:  # a record cut short: the live look-up is all there is
+        recorded_id = ""
     judged_id = judged[0].strip() if judged else ""
-    if recorded_id.isdigit() and recorded_id != judged_id:
+    if recorded_id and recorded_id != judged_id:
         return Found(recorded_id, "unjudged")
     return None
 
@@ -75,15 +75,16 @@ def parse_lookup(
 ) -> list[Found | SubmissionError | None]:
     """Per spec: the job to re-attach to, None to submit, or why its work directory could not be made."""
     sections = split_sections(stdout)
-    if len(sections) < 4 * len(specs):
+    if len(sections) < 1 + 3 * len(specs):
         raise ValueError(f"job lookup printed {len(sections)} sections for {len(specs)} jobs")
+    live = adapter.parse_find_all("\n".join(sections[0]))
     results: list[Found | SubmissionError | None] = []
     for i, spec in enumerate(specs):
-        prepared, live, recorded, judged = sections[4 * i : 4 * i + 4]
+        prepared, recorded, judged = sections[1 + 3 * i : 4 + 3 * i]
         if "prepared" not in prepared:
             results.append(SubmissionError(f"creating {spec.workdir} failed"))
         else:
-            results.append(decide(adapter, live, recorded, judged))
+            results.append(decide(adapter, live.get(spec.name), recorded, judged))
     return results
 
 
@@ -95,14 +96,21 @@ def _heredoc(path: str, text: str) -> str:
 
 
 def submit_command(adapter: BatchAdapter, specs: Sequence[JobSpec]) -> str:
-    """One section per spec: the submission's output, or ``FAILED <code>`` after it."""
+    """One section per spec: the submission's output, or ``FAILED <code>`` after it. The output is also
+    the job's record file, moved in place by the same shell right after the submission: a crash of
+    ours after this command started leaves no job without its record. (Captured in a file, not with
+    ``$(...)``: a local job started in the background there, after a here-document, never ran.)"""
+    q = shlex.quote
     parts = []
     for spec in specs:
+        out = q(f"{spec.record_file}.submitting")
         parts.append(
             "( "
             + _heredoc(spec.script_path, adapter.render_script(spec))
-            + f"chmod 750 {shlex.quote(spec.script_path)} && {adapter.submit_command(spec)}\n"
-            + f") 2>&1 || echo \"{FAILED} $?\"\necho '{SECTION}'\n"
+            + f"chmod 750 {q(spec.script_path)} && {adapter.submit_command(spec)}\n"
+            + f") > {out} 2>&1; rc=$?; cat {out}; "
+            + f'if [ "$rc" = 0 ]; then mv -f {out} {q(spec.record_file)}; else rm -f {out}; echo "{FAILED} $rc"; fi\n'
+            + f"echo '{SECTION}'\n"
         )
     return "".join(parts) + "true\n"
 
@@ -124,16 +132,6 @@ def parse_submit(adapter: BatchAdapter, stdout: str, specs: Sequence[JobSpec]) -
         except ValueError as exc:
             results.append(SubmissionError(f"submitting {spec.name}: {exc}"))
     return results
-
-
-def record_command(submitted: Sequence[tuple[JobSpec, str]]) -> str:
-    return (
-        "; ".join(
-            f"printf '%s\\n' {shlex.quote(job_id)} > {shlex.quote(spec.record_file)}"
-            for spec, job_id in submitted
-        )
-        or "true"
-    )
 
 
 def chunks(adapter: BatchAdapter, specs: Sequence[JobSpec]) -> list[list[JobSpec]]:

@@ -2,9 +2,9 @@
 
 Every member trigger of a machine hands its job spec to the machine's submitter and awaits a future. The
 submitter gathers the specs that arrive within ``window`` seconds (an ensemble's members are started by
-the triggerer together) and submits them all in three remote commands over the machine's one shared
-connection (``operators.hpc.submission``: look-up by name, scripts + submissions, id records), however
-many they are. Specs of the same name in one batch (a trigger run twice) get the same job.
+the triggerer together) and submits them all in two remote commands over the machine's one shared
+connection (``operators.hpc.submission``: the look-up by name, then scripts + submissions + id
+records), however many they are. Specs of the same name in one batch (a trigger run twice) get the same job.
 """
 
 from __future__ import annotations
@@ -93,21 +93,11 @@ class MachineSubmitter:
             return results
         fresh = [specs[i] for i in new]
         out = await self._run(submission.submit_command(self.adapter, fresh), "submission")
-        submitted = []
-        for i, spec, job_id in zip(
-            new, fresh, submission.parse_submit(self.adapter, out, fresh), strict=True
-        ):
-            if isinstance(job_id, Exception):
-                results[i] = job_id
-            else:
-                results[i] = (job_id, False)
-                submitted.append((spec, job_id))
-        if submitted:
-            try:
-                await self._run(submission.record_command(submitted), "recording the job ids")
-            except Exception as exc:  # the jobs exist and carry their names: a retry finds them by name
-                log.warning("%s: could not record %d job ids: %s", self.key, len(submitted), exc)
-            log.info("%s: submitted %d jobs in one batch", self.key, len(submitted))
+        submitted = 0
+        for i, job_id in zip(new, submission.parse_submit(self.adapter, out, fresh), strict=True):
+            results[i] = job_id if isinstance(job_id, Exception) else (job_id, False)
+            submitted += not isinstance(job_id, Exception)
+        log.info("%s: submitted %d of %d jobs in one batch", self.key, submitted, len(fresh))
         return results
 
 

@@ -85,6 +85,27 @@ class BatchAdapter(ABC):
         ids = [line.strip() for line in stdout.splitlines() if line.strip().isdigit()]
         return ids[0] if ids else None
 
+    def find_all_command(self, specs: Sequence[JobSpec]) -> str:
+        """ONE command printing ``<name> <id>`` for each live job of ``specs`` (an ensemble's look-up).
+
+        Default: every spec's ``find_command`` in turn; batch systems override it with one query."""
+        return (
+            "; ".join(
+                f"{{ {self.find_command(s.name, s.workdir)}; }} 2>/dev/null | sed 's/^/{s.name} /'"
+                for s in specs
+            )
+            or "true"
+        )
+
+    def parse_find_all(self, stdout: str) -> dict[str, str]:
+        """name -> the first live job id printed for it."""
+        found: dict[str, str] = {}
+        for line in stdout.splitlines():
+            name, _, job_id = line.strip().partition(" ")
+            if job_id.strip().isdigit():
+                found.setdefault(name, job_id.strip())
+        return found
+
     def prepare_command(self, spec: JobSpec) -> str:
         """Create the work directory (before the script is uploaded there)."""
         return f"mkdir -p {shlex.quote(spec.workdir)}"

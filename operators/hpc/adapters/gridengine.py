@@ -296,6 +296,18 @@ class GridEngineAdapter(BatchAdapter):
             '$1 == "Full" && $2 == "jobname:" && $3 == n && st !~ /[Ed]/ {print id}\''
         )
 
+    def find_all_command(self, specs: Sequence[JobSpec]) -> str:
+        """``find_command`` for every spec in one ``qstat -r``: ``<name> <id>`` per live job."""
+        if not specs:
+            return "true"
+        names = shlex.quote(" ".join(s.name for s in specs))
+        return (
+            f'qstat -u "$(id -un)" -r 2>/dev/null | awk -v names={names} '
+            '\'BEGIN {n = split(names, a, " "); for (i = 1; i <= n; i++) want[a[i]] = 1} '
+            "$1 ~ /^[0-9]+$/ {id=$1; st=$5} "
+            '$1 == "Full" && $2 == "jobname:" && ($3 in want) && st !~ /[Ed]/ {print $3, id}\''
+        )
+
     def load_command(self) -> str:
         return f"id -un; echo '{SECTION}'; qstat -f -u '*' 2>/dev/null"
 

@@ -133,6 +133,12 @@ class SlurmAdapter(BatchAdapter):
             f'squeue -h -u "$(id -un)" -t PENDING,RUNNING,CONFIGURING,SUSPENDED -n {shlex.quote(name)} -o %i'
         )
 
+    def find_all_command(self, specs: Sequence[JobSpec]) -> str:
+        if not specs:
+            return "true"
+        names = shlex.quote(",".join(s.name for s in specs))
+        return f'squeue -h -u "$(id -un)" -t PENDING,RUNNING,CONFIGURING,SUSPENDED -n {names} -o "%j %i"'
+
     def load_command(self) -> str:
         return (
             f"id -un; echo '{SECTION}'; sinfo -h -N -o '{SINFO_NODES_FORMAT}'; echo '{SECTION}'; "
