@@ -18,7 +18,10 @@ arguments, user-defined macros) raises ``Unresolvable``: the task then runs the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from typing import Any
 
 
@@ -45,7 +48,9 @@ class TriggerTI:
             if not isinstance(task_ids, str):
                 raise Unresolvable("xcom_pull of several tasks")
             kwargs["map_indexes"] = _unmapped_index(self._dag, task_ids)
-        return self._ti.xcom_pull(task_ids=task_ids, dag_id=dag_id, key=key, **kwargs)
+        ti = self._ti
+        flight = (dag_id or ti.dag_id, ti.run_id, task_ids, key, repr(sorted(kwargs.items())))
+        return _READS.read(flight, lambda: ti.xcom_pull(task_ids=task_ids, dag_id=dag_id, key=key, **kwargs))
 
     def xcom_push(self, key: str, value: Any) -> None:
         from airflow.sdk.execution_time.xcom import XCom
@@ -65,7 +70,40 @@ def _unmapped_index(dag: Any, task_id: str) -> int:
 
 
 def _pull(ti: Any, dag: Any, task_id: str, key: str) -> Any:
-    return ti.xcom_pull(task_ids=task_id, key=key, map_indexes=_unmapped_index(dag, task_id))
+    index = _unmapped_index(dag, task_id)
+    return _READS.read(
+        (ti.dag_id, ti.run_id, task_id, key, repr([("map_indexes", index)])),
+        lambda: ti.xcom_pull(task_ids=task_id, key=key, map_indexes=index),
+    )
+
+
+class _SingleFlight:
+    """Identical XCom reads in flight at once are made once: an ensemble's members start together and
+    read the same upstream values. Nothing is kept after the read ends (no stale value, ever)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flights: dict[tuple[Any, ...], Future[Any]] = {}
+
+    def read(self, key: tuple[Any, ...], fetch: Callable[[], Any]) -> Any:
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[key] = Future()
+        if not leader:
+            return copy.deepcopy(flight.result())
+        try:
+            flight.set_result(fetch())
+        except BaseException as exc:
+            flight.set_exception(exc)
+        finally:
+            with self._lock:
+                self._flights.pop(key, None)
+        return copy.deepcopy(flight.result())
+
+
+_READS = _SingleFlight()
 
 
 def _reference(value: Any) -> tuple[str, str] | None:

@@ -36,6 +36,18 @@ def jobs_of_run(airflow: AirflowClient, run_id: str, members: int, dag_id: str =
     return [airflow.xcom(dag_id, run_id, "member", key="batch_job", map_index=i) for i in range(members)]
 
 
+def recorded_job(airflow: AirflowClient, run_id: str, map_index: int = 0, timeout: float = 60) -> dict:
+    """The member's ``batch_job`` record once its trigger has submitted it (a member is deferred before
+    its job is submitted: the scheduler hands it to the triggerer at once)."""
+    deadline = time.monotonic() + timeout
+    while not (job := airflow.xcom(DAG, run_id, "member", key="batch_job", map_index=map_index)):
+        assert time.monotonic() < deadline, (
+            f"member {map_index} of {run_id} recorded no job within {timeout} s"
+        )
+        time.sleep(0.5)
+    return job
+
+
 def submitted_names(machine: str, names: set[str]) -> list[str]:
     """Every job sacct knows with one of ``names``: a duplicate submission shows twice."""
     out = BatchHook(machine).transport.run("sacct -X -n -P -a -S now-2hours -o JobName%200,JobID").stdout
@@ -256,10 +268,7 @@ def test_marking_a_deferred_member_failed_cancels_its_job(airflow: AirflowClient
         pytest.fail("the member did not defer within 120 s")
     # A trigger's on_kill runs only once a triggerer has started it and it has submitted (and recorded)
     # the job; marking the task before that leaves the job to the orphan sweep, not to on_kill.
-    deadline = time.monotonic() + 60
-    while not (job := jobs_of_run(airflow, run_id, 1)[0]) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert job, "the deferred member recorded no job within 60 s"
+    job = recorded_job(airflow, run_id)
     airflow.request(
         "PATCH",
         f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/member/0",
@@ -333,7 +342,7 @@ def test_orphan_sweep_cancels_jobs_no_task_instance_owns_and_spares_watched_ones
         time.sleep(1)
     else:
         pytest.fail("the member did not defer within 120 s")
-    (watched,) = jobs_of_run(airflow, run_id, 1)
+    watched = recorded_job(airflow, run_id)
 
     hook = BatchHook("alpha")
     name = job_name(DAG, run_id, "member", 7)  # a task instance this run does not have

@@ -141,3 +141,29 @@ def test_an_xcomarg_argument_or_deferrable_false_keeps_an_unmapped_task_on_worke
 
     assert stored_task(build, "xcom").start_from_trigger is False
     assert stored_task(build, "blocking").start_from_trigger is False
+
+
+def test_identical_reads_in_flight_are_made_once_and_never_kept() -> None:
+    import threading
+    import time
+
+    from operators.hpc.trigger_args import _SingleFlight
+
+    reads = _SingleFlight()
+    calls: list[int] = []
+
+    def fetch() -> dict:
+        calls.append(1)
+        time.sleep(0.2)
+        return {"machine": "alpha"}
+
+    results: list[dict] = []
+    threads = [threading.Thread(target=lambda: results.append(reads.read(("k",), fetch))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and results == [{"machine": "alpha"}] * 8
+    assert len({id(r) for r in results}) == 8, "every reader gets its own copy"
+    reads.read(("k",), fetch)
+    assert len(calls) == 2, "a read after the flight ended reads again"
