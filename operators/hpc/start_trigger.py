@@ -41,6 +41,7 @@ class BatchSubmitTrigger(BaseTrigger):
         super().__init__()
         self.operator_kwargs = operator_kwargs
         self._job: dict[str, Any] | None = None
+        self._submission: asyncio.Future[tuple[str, bool]] | None = None
         self._connection: str | None = None
         self._batch_system = ""
 
@@ -76,7 +77,11 @@ class BatchSubmitTrigger(BaseTrigger):
         machine = hook.machine
         self._connection, self._batch_system = machine.connection, machine.batch_system
         try:
-            job_id, reattached = await get_submitter(machine.connection, machine.batch_system).submit(spec)
+            # A task of its own, shielded: when the user cancels the task meanwhile, the submission still
+            # ends and on_kill cancels what it submitted.
+            submitter = get_submitter(machine.connection, machine.batch_system)
+            self._submission = asyncio.ensure_future(submitter.submit(spec))
+            job_id, reattached = await asyncio.shield(self._submission)
             self.log.info("Submission returned after %.2f s", time.monotonic() - started)
             job = await asyncio.to_thread(op.submitted, context, spec, job_id, reattached)
             self._job = job
@@ -124,9 +129,17 @@ class BatchSubmitTrigger(BaseTrigger):
         yield TaskSuccessEvent()
 
     async def on_kill(self) -> None:
-        """The user marked or cleared the deferred task: cancel its batch job too."""
-        if not self._job:
+        """The user marked or cleared the deferred task: cancel its batch job too (also one whose
+        submission was still under way)."""
+        job_id = (self._job or {}).get("job_id")
+        if job_id is None and self._submission is not None:
+            try:
+                job_id, _ = await asyncio.wait_for(asyncio.shield(self._submission), 60)
+            except Exception as exc:
+                self.log.info("The submission of the cancelled task did not complete: %s", exc)
+                return
+        if job_id is None:
             return
-        command = get_adapter(self._batch_system).cancel_command([self._job["job_id"]])
+        command = get_adapter(self._batch_system).cancel_command([job_id])
         await async_transport(self._connection).run(command, timeout=30)
-        self.log.info("Cancelled job %s on %s", self._job["job_id"], self._job["machine"])
+        self.log.info("Cancelled job %s", job_id)

@@ -98,17 +98,22 @@ def connection_counter() -> Iterator[Callable[[], int]]:
 def start_ensemble(
     airflow: AirflowClient, seconds: int, machine: str = MACHINE, members: int = MEMBERS
 ) -> str:
-    """An hpc_drill run on ``machine`` whose members have all been submitted and deferred."""
+    """An hpc_drill run on ``machine`` whose members have all been submitted (their job recorded) and
+    are watched (deferred). Members defer at once, straight to the triggerer, and submit from there."""
     airflow.wait_for_dag(DAG, timeout=90)
     airflow.unpause(DAG)
     run_id = airflow.trigger(DAG, {"machine": machine, "members": members, "seconds": seconds})["dag_run_id"]
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         tis = [t for t in airflow.task_instances(DAG, run_id) if t["task_id"] == "member"]
-        if len(tis) == members and all(t["state"] == "deferred" for t in tis):
+        if (
+            len(tis) == members
+            and all(t["state"] == "deferred" for t in tis)
+            and all(airflow.xcom(DAG, run_id, "member", key="batch_job", map_index=i) for i in range(members))
+        ):
             return str(run_id)
         time.sleep(1)
-    pytest.fail("members did not all defer within 180 s")
+    pytest.fail("members were not all submitted and deferred within 180 s")
 
 
 def assert_one_job_per_member(

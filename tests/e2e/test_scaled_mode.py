@@ -1,11 +1,12 @@
 """Scaled mode end to end: CeleryExecutor on the machine's Redis (broker) and Postgres (metadata and
 Celery results), two Celery workers, the flagship ``wildfire_forecast`` through the REST API.
 
-- its mapped members run spread over both workers, and the staging tasks go to the ``transfer``
-  queue, which only one of the workers consumes (routing);
+- its tasks run on the workers, the staging tasks on the ``transfer`` queue, which only one of the
+  workers consumes (routing); its mapped members start in the triggerer and run on no worker;
 - a worker killed (SIGKILL, its whole session) while members run on it loses nothing: the scheduler
   finds their missing heartbeats, they are retried on the other worker, re-attach to (or submit) their
-  batch job, and every member has exactly one batch job.
+  batch job, and every member has exactly one batch job. Members that run on workers are
+  ``hpc_drill_worker``'s (submitted from workers, ``start_from_trigger=False``).
 
 Which worker ran which try is read from the workers' own logs (Celery's ``Executing workload`` line
 names the task instance and try): in Airflow 3 a task instance's ``hostname`` is the host's name, the
@@ -38,9 +39,23 @@ from operators.hpc.hook import BatchHook
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = [sys.executable, str(ROOT / "scripts" / "runtime.py"), "--mode", "scaled"]
-DAG = "wildfire_forecast"
 MEMBERS = 6
-CONF = {"ensemble_size": MEMBERS, "grid_cells": 80, "forecast_hours": 4, "viewer_ttl_minutes": 5}
+
+
+@dataclass(frozen=True)
+class Flow:
+    dag: str
+    task: str  # the mapped BatchJobOperator
+    conf: dict
+
+
+FLAGSHIP = Flow(
+    "wildfire_forecast",
+    "simulate",
+    {"ensemble_size": MEMBERS, "grid_cells": 80, "forecast_hours": 4, "viewer_ttl_minutes": 5},
+)
+IN_WORKERS = Flow("hpc_drill_worker", "member", {"machine": "alpha", "members": MEMBERS, "seconds": 20})
+DAG = FLAGSHIP.dag
 STAGING = {"stage_inputs", "publish_members"}
 # general-purpose worker (queue default) and a worker near the data (default + transfer)
 GENERAL, NEAR_DATA = "uf-e2e-general", "uf-e2e-transfer"
@@ -152,11 +167,17 @@ def tries_by_worker(run_id: str) -> dict[tuple[str, int, int], set[str]]:
     return found
 
 
-def ran_on(tis: list[dict], tries: dict[tuple[str, int, int], set[str]]) -> dict[tuple[str, int], set[str]]:
-    """The workers of each task instance's last try (two for a deferred member: one submitted, one
-    resumed it after the trigger fired, under the same try number); every try is in some worker's log."""
+def ran_on(
+    tis: list[dict], tries: dict[tuple[str, int, int], set[str]], in_triggerer: str = ""
+) -> dict[tuple[str, int], set[str]]:
+    """The workers of each task instance's last try (two for a member submitted from a worker: one
+    submitted, one resumed it after the trigger fired, under the same try number); every try is in some
+    worker's log, except those of ``in_triggerer`` (started in the triggerer), which are in none."""
     where = {}
     for ti in tis:
+        if ti["task_id"] == in_triggerer:
+            assert not tries.get((ti["task_id"], ti["map_index"], ti["try_number"])), ti
+            continue
         workers = tries.get((ti["task_id"], ti["map_index"], ti["try_number"]), set())
         assert workers, f"{ti['task_id']}[{ti['map_index']}] try {ti['try_number']} is in no worker's log"
         where[(ti["task_id"], ti["map_index"])] = set(workers)
@@ -166,13 +187,13 @@ def ran_on(tis: list[dict], tries: dict[tuple[str, int, int], set[str]]) -> dict
 # -- batch jobs -------------------------------------------------------------------------------------------
 
 
-def one_job_per_member(client: AirflowClient, run_id: str) -> list[dict]:
+def one_job_per_member(client: AirflowClient, run_id: str, flow: Flow = FLAGSHIP) -> list[dict]:
     """Every member has exactly one batch job: in the catalog and, on Slurm, in sacct (by job name)."""
-    rows = [r for r in Catalog().jobs_of_run(DAG, run_id) if r["task_id"] == "simulate"]
+    rows = [r for r in Catalog().jobs_of_run(flow.dag, run_id) if r["task_id"] == flow.task]
     assert sorted(r["map_index"] for r in rows) == list(range(MEMBERS)), rows
     assert len({(r["machine"], r["native_id"]) for r in rows}) == MEMBERS
     assert {r["state"] for r in rows} == {"COMPLETED"}, rows
-    jobs = [client.xcom(DAG, run_id, "simulate", key="batch_job", map_index=i) for i in range(MEMBERS)]
+    jobs = [client.xcom(flow.dag, run_id, flow.task, key="batch_job", map_index=i) for i in range(MEMBERS)]
     assert [(j["machine"], j["job_id"]) for j in jobs] == [(r["machine"], r["native_id"]) for r in rows]
     machine = jobs[0]["machine"]
     hook = BatchHook(machine)
@@ -184,15 +205,15 @@ def one_job_per_member(client: AirflowClient, run_id: str) -> list[dict]:
     return jobs
 
 
-def trigger(scaled: Scaled) -> str:
-    scaled.client.wait_for_dag(DAG, timeout=120)
-    scaled.client.unpause(DAG)
-    run_id = str(scaled.client.trigger(DAG, CONF)["dag_run_id"])
+def trigger(scaled: Scaled, flow: Flow = FLAGSHIP) -> str:
+    scaled.client.wait_for_dag(flow.dag, timeout=120)
+    scaled.client.unpause(flow.dag)
+    run_id = str(scaled.client.trigger(flow.dag, flow.conf)["dag_run_id"])
     scaled.runs.append(run_id)
     return run_id
 
 
-def test_members_spread_over_both_workers_and_staging_goes_to_transfer(scaled: Scaled) -> None:
+def test_tasks_run_on_the_workers_members_on_none_and_staging_goes_to_transfer(scaled: Scaled) -> None:
     t0 = time.monotonic()
     run_id = trigger(scaled)
     final = scaled.client.wait_for_run(DAG, run_id, timeout=600)
@@ -202,13 +223,12 @@ def test_members_spread_over_both_workers_and_staging_goes_to_transfer(scaled: S
 
     for ti in tis:  # routing as scheduled: staging on transfer, the rest on default
         assert ti["queue"] == ("transfer" if ti["task_id"] in STAGING else "default"), ti
-    where = ran_on(tis, tries_by_worker(run_id))
-    members = {i: sorted(w) for (task, i), w in where.items() if task == "simulate"}
-    print("simulate members (submit, resume) per worker:", members)
-    assert len(members) == MEMBERS
-    assert set().union(*members.values()) == set(WORKERS), "members spread over both workers"
+    where = ran_on(tis, tries_by_worker(run_id), in_triggerer="simulate")
+    print("tasks per worker:", {f"{task}[{i}]": sorted(w) for (task, i), w in where.items()})
+    assert sum(t["task_id"] == "simulate" and t["state"] == "success" for t in tis) == MEMBERS
+    assert set().union(*where.values()) <= set(WORKERS)
     staging = {key: w for key, w in where.items() if key[0] in STAGING}
-    assert len(staging) == 1 + MEMBERS
+    assert len(staging) == len(STAGING), "one staging task each way (publish_members: all members)"
     assert all(w == {NEAR_DATA} for w in staging.values()), f"staging only where transfer is: {staging}"
     one_job_per_member(scaled.client, run_id)
 
@@ -236,7 +256,7 @@ def signal_all(pids: list[int], sig: int) -> None:
 def test_worker_killed_mid_run_loses_and_duplicates_nothing(scaled: Scaled) -> None:
     t0 = time.monotonic()
     pid = int((scaled_dir() / "run" / f"worker-{GENERAL}.pid").read_text().split()[0])
-    run_id = trigger(scaled)
+    run_id = trigger(scaled, IN_WORKERS)
     # Freeze the general worker when a member runs on it, check which members are still running in
     # it (frozen, they cannot defer or finish), then kill it with them: a real mid-run death.
     victims: dict[int, int] = {}  # map index -> try number that died
@@ -244,8 +264,8 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(scaled: Scaled) -> N
     while not victims and time.monotonic() < deadline:
         running = [
             t
-            for t in scaled.client.task_instances(DAG, run_id)
-            if t["task_id"] == "simulate" and t["state"] == "running" and t["pid"]
+            for t in scaled.client.task_instances(IN_WORKERS.dag, run_id)
+            if t["task_id"] == IN_WORKERS.task and t["state"] == "running" and t["pid"]
         ]
         if not any(t["pid"] in session_members(pid) for t in running):
             time.sleep(0.25)
@@ -256,8 +276,8 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(scaled: Scaled) -> N
         in_worker = set(session_members(pid))
         victims = {
             t["map_index"]: t["try_number"]
-            for t in scaled.client.task_instances(DAG, run_id)
-            if t["task_id"] == "simulate" and t["state"] == "running" and t["pid"] in in_worker
+            for t in scaled.client.task_instances(IN_WORKERS.dag, run_id)
+            if t["task_id"] == IN_WORKERS.task and t["state"] == "running" and t["pid"] in in_worker
         }
         if victims:
             signal_all(session_members(pid), signal.SIGKILL)
@@ -271,8 +291,8 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(scaled: Scaled) -> N
         time.sleep(0.2)
     assert not session_members(pid), "the killed worker left processes behind"
 
-    final = scaled.client.wait_for_run(DAG, run_id, timeout=600)
-    tis = scaled.client.task_instances(DAG, run_id)
+    final = scaled.client.wait_for_run(IN_WORKERS.dag, run_id, timeout=600)
+    tis = scaled.client.task_instances(IN_WORKERS.dag, run_id)
     assert final["state"] == "success", [(t["task_id"], t["map_index"], t["state"]) for t in tis]
     report(
         f"run {run_id}: success {time.monotonic() - killed_at:.1f} s after the kill, "
@@ -280,30 +300,32 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(scaled: Scaled) -> N
     )
     tries = tries_by_worker(run_id)
     where = ran_on(tis, tries)
-    members = {t["map_index"]: t for t in tis if t["task_id"] == "simulate"}
+    members = {t["map_index"]: t for t in tis if t["task_id"] == IN_WORKERS.task}
     for index, died in victims.items():
-        assert tries.get(("simulate", index, died)) == {GENERAL}, (index, died, tries)
+        assert tries.get((IN_WORKERS.task, index, died)) == {GENERAL}, (index, died, tries)
         assert members[index]["state"] == "success" and members[index]["try_number"] > died
-        assert where[("simulate", index)] == {NEAR_DATA}, "retried on the worker that is left"
-    jobs = one_job_per_member(scaled.client, run_id)
+        assert where[(IN_WORKERS.task, index)] == {NEAR_DATA}, "retried on the worker that is left"
+    jobs = one_job_per_member(scaled.client, run_id, IN_WORKERS)
     print("re-attached on retry:", {i: jobs[i]["reattached"] for i in victims})
 
 
 def test_scheduler_killed_while_members_submit_moves_again_within_a_minute(scaled: Scaled) -> None:
-    """The scheduler's session is killed while members are being submitted (the Celery workers live on):
+    """The scheduler's session is killed while members are being submitted from workers (the Celery workers live on):
     after the restart every member is watched again or done within 60 s, one batch job each."""
-    run_id = trigger(scaled)
-    at_kill = wait_until_submitting(scaled.client, DAG, run_id, "simulate", MEMBERS, timeout=300)
+    run_id = trigger(scaled, IN_WORKERS)
+    at_kill = wait_until_submitting(
+        scaled.client, IN_WORKERS.dag, run_id, IN_WORKERS.task, MEMBERS, timeout=300
+    )
     pid = int((scaled_dir() / "run" / "scheduler.pid").read_text().split()[0])
     os.killpg(os.getpgid(pid), signal.SIGKILL)
     started = runtime("start")
     assert started.returncode == 0, started.stdout + started.stderr
     restarted = time.monotonic()
-    moved = seconds_until_moving(scaled.client, DAG, run_id, "simulate", restarted)
+    moved = seconds_until_moving(scaled.client, IN_WORKERS.dag, run_id, IN_WORKERS.task, restarted)
     report(
         f"scaled scheduler killed with members {at_kill}; all moving again {moved:.1f} s after the restart"
     )
     assert moved <= 60, f"members stuck for {moved:.0f} s after the restart"
-    final = scaled.client.wait_for_run(DAG, run_id, timeout=600)
+    final = scaled.client.wait_for_run(IN_WORKERS.dag, run_id, timeout=600)
     assert final["state"] == "success"
-    one_job_per_member(scaled.client, run_id)
+    one_job_per_member(scaled.client, run_id, IN_WORKERS)
