@@ -211,7 +211,7 @@ def wildfire_forecast() -> None:
         memory_mb=1000,
         walltime_minutes=inputs["walltime_minutes"],
         held_timeout_minutes=inputs["held_timeout_minutes"],
-        poll_interval=2.0,
+        poll_interval=1.0,  # urgent: a member's end is known within a second (one squeue for all jobs)
     ).expand(command=member_commands(inputs))
     staged >> members
 

@@ -15,10 +15,12 @@ Running it twice (a triggerer restart, a retry) re-attaches by the job's name: n
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
@@ -31,7 +33,15 @@ from operators.hpc.states import JobState
 from operators.hpc.submitter import get_submitter
 from operators.hpc.trigger_args import TriggerTI, Unresolvable, operator_kwargs
 
+T = TypeVar("T")
 _PARAMETERS = set(inspect.signature(BatchJobOperator.__init__).parameters) - {"self", "kwargs"}
+# The triggers' blocking work (XCom reads through the supervisor, catalog rows) waits on I/O: an
+# ensemble's members do it at once, more of them than the event loop's default pool (CPUs + 4) holds.
+_THREADS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="urgentflow-trigger")
+
+
+async def _in_thread(function: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_THREADS, functools.partial(function, *args))
 
 
 class BatchSubmitTrigger(BaseTrigger):
@@ -63,9 +73,9 @@ class BatchSubmitTrigger(BaseTrigger):
         context: Any = {"ti": TriggerTI(ti, ti.task.dag)}
         started = time.monotonic()
         try:
-            op = await asyncio.to_thread(self._operator, ti)
+            op = await _in_thread(self._operator, ti)
             hook = op.hook()
-            spec = await asyncio.to_thread(op._spec, context, int(op.walltime_minutes))
+            spec = await _in_thread(op._spec, context, int(op.walltime_minutes))
             self.log.info("Arguments resolved in %.2f s", time.monotonic() - started)
         except Unresolvable as exc:
             yield TriggerEvent({"status": "in_worker", "reason": str(exc)})
@@ -83,7 +93,7 @@ class BatchSubmitTrigger(BaseTrigger):
             self._submission = asyncio.ensure_future(submitter.submit(spec))
             job_id, reattached = await asyncio.shield(self._submission)
             self.log.info("Submission returned after %.2f s", time.monotonic() - started)
-            job = await asyncio.to_thread(op.submitted, context, spec, job_id, reattached)
+            job = await _in_thread(op.submitted, context, spec, job_id, reattached)
             self._job = job
             self.log.info(
                 "%s job %s (%s) on %s",
@@ -116,7 +126,7 @@ class BatchSubmitTrigger(BaseTrigger):
             # What execute_complete does for a completed job, here: the task ends without a worker.
             judged = judged_command(spec.workdir, spec.name, job_id)
             (await async_transport(machine.connection).run(judged)).check("recording the judged job")
-            await asyncio.to_thread(op._record, context, status.state.value, status.exit_code)
+            await _in_thread(op._record, context, status.state.value, status.exit_code)
         except Exception as exc:  # let the worker judge it (it retries the bookkeeping)
             self.log.warning("Bookkeeping of job %s failed here (%s): the worker will", job_id, exc)
             yield TriggerEvent({"status": "done", "machine": machine.name, "job": status.to_dict()})
@@ -125,7 +135,7 @@ class BatchSubmitTrigger(BaseTrigger):
         job.update(state=status.state.value, exit_code=status.exit_code, native_state=status.native_state)
         # Pushed here, not as TaskSuccessEvent(xcoms=...): Airflow 3.3.2 stores those JSON-encoded twice
         # (a dict comes back to the downstream task as a string).
-        await asyncio.to_thread(context["ti"].xcom_push, "return_value", job)
+        await _in_thread(context["ti"].xcom_push, "return_value", job)
         yield TaskSuccessEvent()
 
     async def on_kill(self) -> None:
