@@ -1,0 +1,75 @@
+"""Batched submission commands (pure): sizes, sections, what a record says."""
+
+from __future__ import annotations
+
+import pytest
+
+from operators.hpc.adapters import get_adapter
+from operators.hpc.spec import JobSpec
+from operators.hpc.submission import (
+    MAX_COMMAND_BYTES,
+    SECTION,
+    Found,
+    SubmissionError,
+    chunks,
+    lookup_command,
+    parse_lookup,
+    parse_submit,
+    submit_command,
+)
+
+
+def spec(i: int, env_bytes: int = 0) -> JobSpec:
+    return JobSpec(
+        name=f"uf-hpc_drill-member-{i}-0123456789",
+        command=["bash", "-c", "echo member", "x", str(i)],
+        workdir=f"/home/urgent/urgentflow/jobs/hpc_drill/manual__2026-12-06T21_47_50.315870+00_00-1/member.{i}",
+        environment={"BIG": "x" * env_bytes} if env_bytes else {},
+    )
+
+
+@pytest.mark.parametrize("batch_system", ["slurm", "gridengine", "local"])
+@pytest.mark.parametrize(("members", "env_bytes"), [(500, 0), (200, 3000), (1, 0)])
+def test_every_command_of_an_ensemble_fits_one_command_line(
+    batch_system: str, members: int, env_bytes: int
+) -> None:
+    adapter = get_adapter(batch_system)
+    specs = [spec(i, env_bytes) for i in range(members)]
+    groups = chunks(adapter, specs)
+    assert [s for g in groups for s in g] == specs, "every spec once, in order"
+    for group in groups:
+        assert len(submit_command(adapter, group).encode()) <= MAX_COMMAND_BYTES
+        assert len(lookup_command(adapter, group).encode()) <= MAX_COMMAND_BYTES
+    if members == 500:
+        assert len(groups) > 1, "a large ensemble is cut"
+
+
+def test_lookup_decides_per_spec_live_then_unjudged_then_new() -> None:
+    adapter = get_adapter("slurm")
+    specs = [spec(i) for i in range(4)]
+    live = f"{specs[0].name} 101\n"
+    per_spec = [
+        ("prepared", "", ""),
+        ("prepared", "202", "202"),
+        ("prepared", "303;cluster", ""),
+        ("", "", ""),
+    ]
+    out = (
+        live
+        + f"{SECTION}\n"
+        + "".join(f"{p}\n{SECTION}\n{r}\n{SECTION}\n{j}\n{SECTION}\n" for p, r, j in per_spec)
+    )
+    found = parse_lookup(adapter, out, specs)
+    assert found[0] == Found("101", "live")
+    assert found[1] is None, "judged: submit afresh"
+    assert found[2] == Found("303", "unjudged"), "the record holds what sbatch --parsable printed"
+    assert isinstance(found[3], SubmissionError) and "creating" in str(found[3])
+
+
+def test_a_refused_submission_is_that_spec_s_error_only() -> None:
+    adapter = get_adapter("slurm")
+    specs = [spec(0), spec(1)]
+    out = f"4242\n{SECTION}\nsbatch: error: invalid partition\nurgentflow-submit-failed 1\n{SECTION}\n"
+    ok, refused = parse_submit(adapter, out, specs)
+    assert ok == "4242"
+    assert isinstance(refused, SubmissionError) and "invalid partition" in str(refused)
