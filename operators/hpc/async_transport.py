@@ -25,7 +25,7 @@ from operators.hpc.transport import (
 class AsyncTransport(Protocol):
     name: str
 
-    async def run(self, command: str, timeout: float = 60.0) -> CommandResult: ...
+    async def run(self, command: str, timeout: float = 60.0, stdin: str | None = None) -> CommandResult: ...
 
 
 @dataclass
@@ -68,7 +68,8 @@ class AsyncSSHTransport:
             state.conn = await SSHHookAsync(ssh_conn_id=self.conn_id).get_conn()
             return state.conn
 
-    async def run(self, command: str, timeout: float = 60.0) -> CommandResult:
+    async def run(self, command: str, timeout: float = 60.0, stdin: str | None = None) -> CommandResult:
+        """Run ``command``; ``stdin`` (e.g. a batch of job scripts for ``bash -s``) never reaches a log."""
         import asyncssh
 
         state = _state(self.conn_id)
@@ -78,7 +79,7 @@ class AsyncSSHTransport:
                 conn = await self._conn(state)
                 async with state.channels:
                     STATS[f"{self.conn_id}:commands"] += 1
-                    result = await conn.run(command, timeout=timeout, check=False)
+                    result = await conn.run(command, input=stdin, timeout=timeout, check=False)
                 if result.exit_status is None:
                     # The channel closed with no exit status (e.g. its sshd session was killed): the
                     # command may have run, so it is neither success nor safe to run again.
@@ -103,13 +104,19 @@ class AsyncSSHTransport:
 class AsyncLocalTransport:
     name = "local"
 
-    async def run(self, command: str, timeout: float = 60.0) -> CommandResult:
+    async def run(self, command: str, timeout: float = 60.0, stdin: str | None = None) -> CommandResult:
         STATS["local:commands"] += 1
         proc = await asyncio.create_subprocess_exec(
-            "bash", "-c", command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            "bash",
+            "-c",
+            command,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+            data = stdin.encode() if stdin is not None else None
+            out, err = await asyncio.wait_for(proc.communicate(data), timeout)
         except TimeoutError as exc:
             proc.kill()
             raise TransportError(f"local command timed out after {timeout}s") from exc

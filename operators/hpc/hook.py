@@ -99,7 +99,8 @@ class BatchHook(BaseHook):
             job_id, why = existing
             self.log.info("Re-attaching to %s job %s (%s) on %s", why, job_id, spec.name, self.machine.name)
             return job_id, True
-        out = self.transport.run(submission.submit_command(self.adapter, [spec])).check("submission")
+        script = submission.submit_command(self.adapter, [spec])
+        out = self.transport.run(submission.SUBMIT, stdin=script).check("submission")
         [submitted] = submission.parse_submit(self.adapter, out.stdout, [spec])
         if isinstance(submitted, submission.SubmissionError):
             raise submitted

@@ -6,7 +6,8 @@ Every submission, one job or an ensemble, from a worker (``BatchHook``) or from 
 1. ``lookup_command``: the live jobs of all the names (one batch-system query), then per job: create its
    work directory, read the job-id record an earlier try left and the "judged" mark of the try that
    consumed its end; ``parse_lookup`` decides per job: re-attach to a live or unjudged job, or submit.
-2. ``submit_command``: write each new job's script (a quoted here-document), submit it and write what
+2. ``submit_command`` (a script run by ``bash -s`` from stdin, so no job script or environment value reaches
+   a command line or a log): write each new job's script (a quoted here-document), submit it and write what
    the batch system answered to the job's record file in the same shell, so a restart finds the job
    even after the batch system forgot it; a failure of one job is reported for that job and never
    stops the others.
@@ -95,8 +96,12 @@ def _heredoc(path: str, text: str) -> str:
     return f"cat > {shlex.quote(path)} <<'{delimiter}'\n{text.rstrip(chr(10))}\n{delimiter}\n"
 
 
+SUBMIT = "bash -s"  # the submit script goes on stdin: no job script, no environment in a log line
+
+
 def submit_command(adapter: BatchAdapter, specs: Sequence[JobSpec]) -> str:
-    """One section per spec: the submission's output, or ``FAILED <code>`` after it. The output is also
+    """The script ``SUBMIT`` reads on stdin (its stdin: nothing in it may read more; every block reads
+    /dev/null). One section per spec: the submission's output, or ``FAILED <code>`` after it. The output is also
     the job's record file, moved in place by the same shell right after the submission: a crash of
     ours after this command started leaves no job without its record. (Captured in a file, not with
     ``$(...)``: a local job started in the background there, after a here-document, never ran.)"""
@@ -108,7 +113,7 @@ def submit_command(adapter: BatchAdapter, specs: Sequence[JobSpec]) -> str:
             "( "
             + _heredoc(spec.script_path, adapter.render_script(spec))
             + f"chmod 750 {q(spec.script_path)} && {adapter.submit_command(spec)}\n"
-            + f") > {out} 2>&1; rc=$?; cat {out}; "
+            + f") < /dev/null > {out} 2>&1; rc=$?; cat {out}; "
             + f'if [ "$rc" = 0 ]; then mv -f {out} {q(spec.record_file)}; else rm -f {out}; echo "{FAILED} $rc"; fi\n'
             + f"echo '{SECTION}'\n"
         )

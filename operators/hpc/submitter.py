@@ -69,9 +69,9 @@ class MachineSubmitter:
                         else:
                             item.future.set_result(result)
 
-    async def _run(self, command: str, what: str) -> str:
+    async def _run(self, command: str, what: str, stdin: str | None = None) -> str:
         self.commands += 1
-        result = await self.transport.run(command, timeout=self.timeout)
+        result = await self.transport.run(command, timeout=self.timeout, stdin=stdin)
         return result.check(what).stdout
 
     async def _submit(self, specs: list[JobSpec]) -> list[tuple[str, bool] | Exception]:
@@ -92,7 +92,8 @@ class MachineSubmitter:
         if not new:
             return results
         fresh = [specs[i] for i in new]
-        out = await self._run(submission.submit_command(self.adapter, fresh), "submission")
+        script = submission.submit_command(self.adapter, fresh)
+        out = await self._run(submission.SUBMIT, "submission", stdin=script)
         submitted = 0
         for i, job_id in zip(new, submission.parse_submit(self.adapter, out, fresh), strict=True):
             results[i] = job_id if isinstance(job_id, Exception) else (job_id, False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 import pytest
@@ -86,3 +87,17 @@ def test_a_refused_job_fails_alone() -> None:
     assert isinstance(first, tuple) and isinstance(second, tuple)
     assert isinstance(refused, SubmissionError) and "no-such-partition" in str(refused), refused
     hook.cancel([first[0], second[0]])
+
+
+def test_no_job_script_or_environment_value_reaches_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    """Scripts go to ``bash -s`` on stdin, from a worker (BatchHook) and from the triggerer (submitter)."""
+    caplog.set_level(logging.DEBUG)
+    hook = BatchHook("alpha")
+    secret = f"s3cr3t-{uuid.uuid4().hex}"
+    [from_worker] = specs_for(hook, 1, environment={"TOKEN": secret})
+    [from_triggerer] = specs_for(hook, 1, environment={"TOKEN": secret})
+    job_id, _ = hook.submit(from_worker)
+    (other,), _ = asyncio.run(submit_all(hook, [from_triggerer]))
+    assert isinstance(other, tuple)
+    assert secret not in caplog.text and "#SBATCH" not in caplog.text
+    hook.cancel([job_id, other[0]])

@@ -48,7 +48,7 @@ class Scripted(SlurmAdapter):
 
 
 class Transport:
-    async def run(self, command: str, timeout: float = 60.0) -> CommandResult:
+    async def run(self, command: str, timeout: float = 60.0, stdin: str | None = None) -> CommandResult:
         return CommandResult(0, "", "")
 
 

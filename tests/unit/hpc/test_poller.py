@@ -30,7 +30,7 @@ class FakeSlurm:
         self.fail = 0
         self.name = "fake"
 
-    async def run(self, command: str, timeout: float = 60.0) -> CommandResult:
+    async def run(self, command: str, timeout: float = 60.0, stdin: str | None = None) -> CommandResult:
         self.commands.append(command)
         if self.fail:
             self.fail -= 1
