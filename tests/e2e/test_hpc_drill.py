@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -411,22 +412,29 @@ def catch_after_submit(airflow: AirflowClient, run_id: str, name: str, timeout: 
     pytest.fail(f"the member of {run_id} neither submitted nor deferred within {timeout} s")
 
 
+def caught_after_submit(
+    airflow: AirflowClient, dag_id: str, catch: Callable[[AirflowClient, str, str], bool]
+) -> tuple[str, str, str]:
+    """One-member runs of ``dag_id`` until ``catch`` kills the submitting side between the submission
+    and its record (the window is short: at most three tries); ``(run_id, job name, job id)`` of the
+    caught run, which must then succeed."""
+    airflow.wait_for_dag(dag_id, timeout=90)
+    airflow.unpause(dag_id)
+    for _ in range(3):
+        run_id = airflow.trigger(dag_id, {"machine": "alpha", "members": 1, "seconds": 20})["dag_run_id"]
+        name = job_name(dag_id, run_id, "member", 0)
+        if catch(airflow, run_id, name):
+            (first,) = queued_ids(name)
+            assert airflow.wait_for_run(dag_id, run_id, timeout=400)["state"] == "success"
+            return run_id, name, first
+        airflow.wait_for_run(dag_id, run_id, timeout=300)
+    pytest.fail(f"three members of {dag_id} got past the window before they could be caught")
+
+
 def test_worker_killed_after_submitting_reattaches_to_its_job_by_name(airflow: AirflowClient) -> None:
     """The member's task dies between its job's submission and its deferral: the retry finds the job by
     its name on the machine and re-attaches; the job runs once and the run succeeds."""
-    airflow.wait_for_dag(WORKER_DAG, timeout=90)
-    airflow.unpause(WORKER_DAG)
-    for _ in range(3):  # the window between sbatch and defer is short: try again if the member was faster
-        run_id = airflow.trigger(WORKER_DAG, {"machine": "alpha", "members": 1, "seconds": 20})["dag_run_id"]
-        name = job_name(WORKER_DAG, run_id, "member", 0)
-        if catch_after_submit(airflow, run_id, name):
-            break
-        airflow.wait_for_run(WORKER_DAG, run_id, timeout=300)
-    else:
-        pytest.fail("three members deferred before their task could be caught after submitting")
-    (first,) = queued_ids(name)
-    final = airflow.wait_for_run(WORKER_DAG, run_id, timeout=400)
-    assert final["state"] == "success"
+    run_id, name, first = caught_after_submit(airflow, WORKER_DAG, catch_after_submit)
     (ti,) = [t for t in airflow.task_instances(WORKER_DAG, run_id) if t["task_id"] == "member"]
     job = airflow.xcom(WORKER_DAG, run_id, "member", key="batch_job", map_index=0)
     assert ti["try_number"] == 2 and job["reattached"] is True and job["job_id"] == first, (ti, job)
@@ -461,19 +469,7 @@ def test_triggerer_killed_after_submitting_reattaches_to_the_job_by_name(airflow
     """The triggerer dies between a member's batched submission and its record (XCom, catalog): the
     member's trigger runs again in the new triggerer, finds the job by its name and re-attaches; the job
     runs once and the run succeeds."""
-    airflow.wait_for_dag(DAG, timeout=90)
-    airflow.unpause(DAG)
-    for _ in range(3):  # the window between sbatch and the record is short: try again if it was faster
-        run_id = airflow.trigger(DAG, {"machine": "alpha", "members": 1, "seconds": 20})["dag_run_id"]
-        name = job_name(DAG, run_id, "member", 0)
-        if catch_triggerer_after_submit(airflow, run_id, name):
-            break
-        airflow.wait_for_run(DAG, run_id, timeout=300)
-    else:
-        pytest.fail("three members were recorded before the triggerer could be caught after submitting")
-    (first,) = queued_ids(name)
-    final = airflow.wait_for_run(DAG, run_id, timeout=400)
-    assert final["state"] == "success"
+    run_id, name, first = caught_after_submit(airflow, DAG, catch_triggerer_after_submit)
     job = airflow.xcom(DAG, run_id, "member", key="batch_job", map_index=0)
     assert job["reattached"] is True and job["job_id"] == first, job
     assert submitted_names("alpha", {name}) == [name], "submitted once"
