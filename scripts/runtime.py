@@ -162,8 +162,9 @@ def scaled_settings() -> dict[str, str]:
         "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "21600",
         "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "default",
         "AIRFLOW__URGENTFLOW__TRANSFER_QUEUE": TRANSFER_QUEUE,
-        # A task whose message a dead worker had taken but not started stays queued: requeue it after 5 min
-        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
+        # A task whose message a dead worker had taken but not started stays queued: requeue it after 60 s
+        # (5 min before: a worker killed with members prefetched held the ensemble that long)
+        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "60",
     }
 
 

@@ -50,14 +50,14 @@ async def submit_all(hook: BatchHook, specs: list[JobSpec]) -> tuple[list[object
 @pytest.mark.parametrize("machine", ["alpha", "gamma", "local"])
 def test_an_ensemble_goes_out_in_two_commands_and_a_second_round_re_attaches(machine: str) -> None:
     hook = BatchHook(machine)
-    specs = specs_for(hook, 30)
+    specs = specs_for(hook, 12)
 
     async def scenario() -> None:
         first, commands = await submit_all(hook, specs)
         assert commands == 2, "the look-up, then scripts + submissions + id records: one command each for all"
         assert all(isinstance(r, tuple) and r[1] is False for r in first), first
         ids = [r[0] for r in first]  # type: ignore[index]
-        assert len(set(ids)) == 30
+        assert len(set(ids)) == 12
         again, commands = await submit_all(hook, specs)  # a triggerer restart runs every trigger again
         assert commands == 1 and again == [(job_id, True) for job_id in ids], "re-attached, nothing new"
         # found by their names among the batch system's live jobs (one query for all), not only by record
