@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator, Context
@@ -210,15 +210,7 @@ class BatchJobOperator(BaseOperator):
     def _finish(self, context: Context, status: JobStatus, walltime: int) -> dict[str, Any]:
         if status.held and not status.state.terminal:
             return self._replace_held(context, status, walltime)
-        job = dict(self._job or {})
-        job.update(state=status.state.value, exit_code=status.exit_code, native_state=status.native_state)
-        self._record(context, status.state.value, status.exit_code)
-        if job.get("workdir") and job.get("name"):
-            # This try consumes the job's end: a later try (retry, clear) submits afresh.
-            try:
-                self.hook().mark_judged(job["workdir"], job["name"], status.job_id)
-            except Exception as exc:
-                self.log.warning("Could not record that job %s was judged: %s", status.job_id, exc)
+        job = self.settle(context, status, self.hook().mark_judged)
         if status.state is JobState.COMPLETED:
             self.log.info("Job %s on %s completed", status.job_id, job.get("machine"))
             return job
@@ -245,6 +237,21 @@ class BatchJobOperator(BaseOperator):
             f"(native {status.native_state or '?'}, exit code {code}{', ' + status.reason if status.reason else ''}); "
             f"last lines of stderr ({job.get('stderr')}):\n{tail or '(empty)'}"
         )
+
+    def settle(
+        self, context: Context, status: JobStatus, mark_judged: Callable[[str, str, str], None]
+    ) -> dict[str, Any]:
+        """Keep a job's end: its state in the catalog, and the job marked judged on its machine (this try
+        consumed its end: a later try, retry or clear, submits afresh). Returns the job with its end."""
+        job = dict(self._job or {})
+        job.update(state=status.state.value, exit_code=status.exit_code, native_state=status.native_state)
+        self._record(context, status.state.value, status.exit_code)
+        if job.get("workdir") and job.get("name"):
+            try:
+                mark_judged(job["workdir"], job["name"], status.job_id)
+            except Exception as exc:
+                self.log.warning("Could not record that job %s was judged: %s", status.job_id, exc)
+        return job
 
     def _held_timeout_minutes(self, hook: BatchHook) -> float:
         """The machine's limit, or a shorter one the task asks for (an incident's deadline)."""

@@ -24,14 +24,14 @@ from typing import Any, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
-from operators.hpc.adapters import JobRef, get_adapter
 from operators.hpc.async_transport import async_transport
 from operators.hpc.hook import judged_command
 from operators.hpc.operators import BatchJobOperator
-from operators.hpc.poller import get_poller
-from operators.hpc.states import JobState
+from operators.hpc.states import JobState, JobStatus
 from operators.hpc.submitter import get_submitter
 from operators.hpc.trigger_args import TriggerTI, Unresolvable, operator_kwargs
+from operators.hpc.triggers import cancel_job, watch_job
+from operators.machines.catalog import Machine
 
 T = TypeVar("T")
 _PARAMETERS = set(inspect.signature(BatchJobOperator.__init__).parameters) - {"self", "kwargs"}
@@ -52,8 +52,7 @@ class BatchSubmitTrigger(BaseTrigger):
         self.operator_kwargs = operator_kwargs
         self._job: dict[str, Any] | None = None
         self._submission: asyncio.Future[tuple[str, bool]] | None = None
-        self._connection: str | None = None
-        self._batch_system = ""
+        self._machine: Machine | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -85,7 +84,7 @@ class BatchSubmitTrigger(BaseTrigger):
             yield TriggerEvent({"status": "in_worker", "reason": f"{type(exc).__name__}: {exc}"})
             return
         machine = hook.machine
-        self._connection, self._batch_system = machine.connection, machine.batch_system
+        self._machine = machine
         try:
             # A task of its own, shielded: when the user cancels the task meanwhile, the submission still
             # ends and on_kill cancels what it submitted.
@@ -93,23 +92,9 @@ class BatchSubmitTrigger(BaseTrigger):
             self._submission = asyncio.ensure_future(submitter.submit(spec))
             job_id, reattached = await asyncio.shield(self._submission)
             self.log.info("Submission returned after %.2f s", time.monotonic() - started)
-            job = await _in_thread(op.submitted, context, spec, job_id, reattached)
-            self._job = job
-            self.log.info(
-                "%s job %s (%s) on %s",
-                "Re-attached to" if reattached else "Submitted",
-                job_id,
-                spec.name,
-                machine.name,
-            )
-            poller = get_poller(machine.connection, machine.batch_system, op.poll_interval)
-            status = await poller.watch(
-                JobRef(job_id, spec.exit_file),
-                op.poll_interval,
-                held_limit=60.0 * op._held_timeout_minutes(hook),
-            )
+            self._job = await _in_thread(op.submitted, context, spec, job_id, reattached)
         except Exception as exc:
-            self.log.exception("Submitting or watching %s on %s failed", spec.name, machine.name)
+            self.log.exception("Submitting %s on %s failed", spec.name, machine.name)
             yield TriggerEvent(
                 {
                     "status": "error",
@@ -119,20 +104,37 @@ class BatchSubmitTrigger(BaseTrigger):
                 }
             )
             return
-        if status.state is not JobState.COMPLETED:
-            yield TriggerEvent({"status": "done", "machine": machine.name, "job": status.to_dict()})
+        self.log.info(
+            "%s job %s (%s) on %s",
+            "Re-attached to" if reattached else "Submitted",
+            job_id,
+            spec.name,
+            machine.name,
+        )
+        event = await watch_job(
+            self,
+            machine=machine.name,
+            connection=machine.connection,
+            batch_system=machine.batch_system,
+            job_id=job_id,
+            exit_file=spec.exit_file,
+            poll_interval=op.poll_interval,
+            held_timeout=60.0 * op._held_timeout_minutes(hook),
+        )
+        status = JobStatus.from_dict(event["job"]) if event["status"] == "done" else None
+        if status is None or status.state is not JobState.COMPLETED:
+            yield TriggerEvent(event)  # judged by the worker's execute_complete
             return
-        try:
-            # What execute_complete does for a completed job, here: the task ends without a worker.
-            judged = judged_command(spec.workdir, spec.name, job_id)
-            (await async_transport(machine.connection).run(judged)).check("recording the judged job")
-            await _in_thread(op._record, context, status.state.value, status.exit_code)
-        except Exception as exc:  # let the worker judge it (it retries the bookkeeping)
-            self.log.warning("Bookkeeping of job %s failed here (%s): the worker will", job_id, exc)
-            yield TriggerEvent({"status": "done", "machine": machine.name, "job": status.to_dict()})
-            return
+        # What execute_complete does for a completed job, here: the task ends without a worker.
+        loop = asyncio.get_running_loop()
+        transport = async_transport(machine.connection)
+
+        def mark_judged(workdir: str, name: str, job_id: str) -> None:
+            run = asyncio.run_coroutine_threadsafe(transport.run(judged_command(workdir, name, job_id)), loop)
+            run.result(timeout=90).check("recording the judged job")
+
+        job = await _in_thread(op.settle, context, status, mark_judged)
         self.log.info("Job %s on %s completed", job_id, machine.name)
-        job.update(state=status.state.value, exit_code=status.exit_code, native_state=status.native_state)
         # Pushed here, not as TaskSuccessEvent(xcoms=...): Airflow 3.3.2 stores those JSON-encoded twice
         # (a dict comes back to the downstream task as a string).
         await _in_thread(context["ti"].xcom_push, "return_value", job)
@@ -148,8 +150,12 @@ class BatchSubmitTrigger(BaseTrigger):
             except Exception as exc:
                 self.log.info("The submission of the cancelled task did not complete: %s", exc)
                 return
-        if job_id is None:
+        if job_id is None or self._machine is None:
             return
-        command = get_adapter(self._batch_system).cancel_command([job_id])
-        await async_transport(self._connection).run(command, timeout=30)
-        self.log.info("Cancelled job %s", job_id)
+        await cancel_job(
+            self,
+            machine=self._machine.name,
+            connection=self._machine.connection,
+            batch_system=self._machine.batch_system,
+            job_id=job_id,
+        )

@@ -12,6 +12,41 @@ from operators.hpc.async_transport import async_transport
 from operators.hpc.poller import get_poller
 
 
+async def watch_job(
+    trigger: BaseTrigger,
+    *,
+    machine: str,
+    connection: str | None,
+    batch_system: str,
+    job_id: str,
+    exit_file: str,
+    poll_interval: float,
+    held_timeout: float | None,
+) -> dict[str, Any]:
+    """Wait for one job through its machine's shared poller; the event that ends a trigger waiting for
+    it: ``{"status": "done", "job": {...}}`` or ``{"status": "error", ...}`` (never raises)."""
+    try:
+        poller = get_poller(connection, batch_system, poll_interval)
+        status = await poller.watch(JobRef(job_id, exit_file), poll_interval, held_limit=held_timeout)
+    except Exception as exc:
+        trigger.log.exception("Watching job %s on %s failed", job_id, machine)
+        return {
+            "status": "error",
+            "machine": machine,
+            "job_id": job_id,
+            "message": f"{type(exc).__name__}: {exc}",
+        }
+    return {"status": "done", "machine": machine, "job": status.to_dict()}
+
+
+async def cancel_job(
+    trigger: BaseTrigger, *, machine: str, connection: str | None, batch_system: str, job_id: str
+) -> None:
+    """Cancel one job (a deferred task the user marked or cleared)."""
+    await async_transport(connection).run(get_adapter(batch_system).cancel_command([job_id]), timeout=30)
+    trigger.log.info("Cancelled job %s on %s", job_id, machine)
+
+
 class BatchJobTrigger(BaseTrigger):
     """Yields exactly one event: ``{"status": "done", "job": {...}}`` or ``{"status": "error", ...}``.
     The job has ended, or (with ``held_timeout`` seconds) it has been on a hold that long (``held``).
@@ -56,22 +91,26 @@ class BatchJobTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        try:
-            poller = get_poller(self.connection, self.batch_system, self.poll_interval)
-            status = await poller.watch(
-                JobRef(self.job_id, self.exit_file), self.poll_interval, held_limit=self.held_timeout
+        # Never raises out of run(): one terminal event, interpreted in execute_complete.
+        yield TriggerEvent(
+            await watch_job(
+                self,
+                machine=self.machine,
+                connection=self.connection,
+                batch_system=self.batch_system,
+                job_id=self.job_id,
+                exit_file=self.exit_file,
+                poll_interval=self.poll_interval,
+                held_timeout=self.held_timeout,
             )
-        except Exception as exc:
-            # Never raise out of run(): one terminal event, interpreted in execute_complete.
-            self.log.exception("Watching job %s on %s failed", self.job_id, self.machine)
-            yield TriggerEvent(
-                {"status": "error", "machine": self.machine, "job_id": self.job_id, "message": str(exc)}
-            )
-            return
-        yield TriggerEvent({"status": "done", "machine": self.machine, "job": status.to_dict()})
+        )
 
     async def on_kill(self) -> None:
         """The user marked or cleared the deferred task: cancel the batch job too."""
-        command = get_adapter(self.batch_system).cancel_command([self.job_id])
-        await async_transport(self.connection).run(command, timeout=30)
-        self.log.info("Cancelled job %s on %s", self.job_id, self.machine)
+        await cancel_job(
+            self,
+            machine=self.machine,
+            connection=self.connection,
+            batch_system=self.batch_system,
+            job_id=self.job_id,
+        )
