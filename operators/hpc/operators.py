@@ -104,8 +104,10 @@ class BatchJobOperator(BaseOperator):
         self.deferrable = deferrable
         self._job: dict[str, Any] | None = None
         self.start_from_trigger = bool(start_from_trigger and deferrable)
-        if self.start_from_trigger and not self._expanded_from_mapped():
-            # An unmapped task keeps its arguments with the trigger (a mapped one has its partial kwargs).
+        if self.start_from_trigger:
+            # An unmapped task keeps its arguments with the trigger (a mapped one has its partial kwargs and
+            # never runs this at parse time; when a worker or the trigger builds one of its members, the
+            # stored copy is unused).
             stored = {
                 "machine": machine, "command": command, "walltime_minutes": walltime_minutes, "nodes": nodes,
                 "tasks": tasks, "cpus_per_task": cpus_per_task, "memory_mb": memory_mb, "partition": partition,
@@ -122,9 +124,6 @@ class BatchJobOperator(BaseOperator):
                 self.start_trigger_args = StartTriggerArgs(
                     START_TRIGGER, "execute_complete", {"operator_kwargs": stored}, None, None
                 )
-
-    def _expanded_from_mapped(self) -> bool:
-        return bool(getattr(self, "_BaseOperator__from_mapped", False))
 
     def hook(self) -> BatchHook:
         return BatchHook(self.machine)
