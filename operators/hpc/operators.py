@@ -166,6 +166,7 @@ class BatchJobOperator(BaseOperator):
                 exit_file=spec.exit_file,
                 poll_interval=self.poll_interval,
                 held_timeout=60.0 * self._held_timeout_minutes(hook),
+                watch_exit_files=hook.machine.watch_exit_files,
             ),
             method_name="execute_complete",
         )
@@ -188,8 +189,10 @@ class BatchJobOperator(BaseOperator):
             "reattached": reattached,
             "held_resubmits": held_resubmits,
         }
-        context["ti"].xcom_push(key=XCOM_KEY, value=self._job)
+        # The catalog first: it does not queue behind the XCom writes of an ensemble's other members (in the
+        # triggerer those go through its supervisor one at a time).
         self._record(context, "SUBMITTED" if not reattached else "REATTACHED", None)
+        context["ti"].xcom_push(key=XCOM_KEY, value=self._job)
         return self._job
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:

@@ -16,11 +16,15 @@ import weakref
 from dataclasses import dataclass, field
 
 from operators.hpc.adapters import BatchAdapter, JobRef, get_adapter
+from operators.hpc.adapters.base import wait_for_exit_files_command
 from operators.hpc.async_transport import AsyncTransport, async_transport
 from operators.hpc.states import JobState, JobStatus
 from operators.hpc.transport import TransportError
 
 log = logging.getLogger(__name__)
+
+# A poll that waits on the machine returns after this long at most (the transport's timeout is 60 s).
+MAX_WAIT_ON_MACHINE_SECONDS = 30.0
 
 
 class PollingFailed(RuntimeError):
@@ -38,6 +42,7 @@ class _Watch:
     interval: float
     held_limit: float | None = None
     unknown_polls: int = 0
+    unknown_since: float | None = None
     held_since: float | None = None
 
 
@@ -49,6 +54,8 @@ class MachinePoller:
     interval: float
     unknown_grace_polls: int = 6
     max_failed_polls: int = 60
+    # wait between polls on the machine, for the watched jobs' exit files (see Machine.watch_exit_files)
+    wait_on_machine: bool = False
     watches: dict[str, list[_Watch]] = field(default_factory=dict)
     polls: int = 0
     _task: asyncio.Task[None] | None = None
@@ -91,10 +98,20 @@ class MachinePoller:
         failures = 0
         traced: set[tuple[type[Exception], str]] = set()  # unexpected errors of this failure streak
         while self.watches:
+            # Watchers new since the last poll are polled at once; otherwise a poll on a machine that
+            # allows it first waits there (up to the interval) for a watched job's exit file.
+            fresh = self._wake.is_set()
             self._wake.clear()
             refs = [entries[0].ref for entries in self.watches.values() if entries]
+            interval = self._interval()
+            command = self.adapter.status_command(refs)
+            waited = self.wait_on_machine and not fresh and failures == 0
+            if waited:
+                seconds = min(interval, MAX_WAIT_ON_MACHINE_SECONDS)
+                command = f"{wait_for_exit_files_command(refs, seconds)}; {command}"
+            began = time.monotonic()
             try:
-                out = await self.transport.run(self.adapter.status_command(refs))
+                out = await self.transport.run(command)
                 statuses = self.adapter.parse_status(out.stdout, refs)
             except Exception as exc:
                 failures += 1
@@ -124,15 +141,24 @@ class MachinePoller:
                 traced.clear()
             self.polls += 1
             self._resolve(statuses)
-            if self.watches:
-                interval = min(
-                    (w.interval for entries in self.watches.values() for w in entries), default=self.interval
-                )
-                try:
-                    await asyncio.wait_for(self._wake.wait(), interval)
+            if not self.watches:
+                break
+            if self.wait_on_machine and failures == 0:
+                # The next poll waits on the machine; never more than one poll per 0.2 s (a machine
+                # whose wait returns at once must not be polled in a tight loop).
+                await asyncio.sleep(max(0.0, min(0.2, interval) - (time.monotonic() - began)))
+                if self._wake.is_set():
                     await asyncio.sleep(min(0.2, interval))  # batch registrations arriving together
-                except TimeoutError:
-                    pass
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), interval)
+                await asyncio.sleep(min(0.2, interval))  # batch registrations arriving together
+            except TimeoutError:
+                pass
+
+    def _interval(self) -> float:
+        """The smallest interval among the current watchers."""
+        return min((w.interval for entries in self.watches.values() for w in entries), default=self.interval)
 
     def _loop_ended(self, task: asyncio.Task[None]) -> None:
         """A loop that ends (a bug, a cancellation) while jobs are still watched must not leave them waiting."""
@@ -152,11 +178,16 @@ class MachinePoller:
                 continue
             for watch in entries:
                 if status.state is JobState.UNKNOWN:
+                    # Lost only after the grace polls *and* their intervals' worth of time: polls that
+                    # waited on the machine come sooner when other jobs end.
                     watch.unknown_polls += 1
-                    if watch.unknown_polls <= self.unknown_grace_polls:
+                    now = time.monotonic()
+                    watch.unknown_since = watch.unknown_since if watch.unknown_since is not None else now
+                    grace = self.unknown_grace_polls
+                    if watch.unknown_polls <= grace or now - watch.unknown_since < grace * watch.interval:
                         continue
                 elif not status.state.terminal:
-                    watch.unknown_polls = 0
+                    watch.unknown_polls, watch.unknown_since = 0, None
                     if not self._held_too_long(watch, status):
                         continue
                 if not watch.future.done():
@@ -185,15 +216,19 @@ _POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Machine
 )
 
 
-def get_poller(conn_id: str | None, batch_system: str, interval: float) -> MachinePoller:
+def get_poller(
+    conn_id: str | None, batch_system: str, interval: float, wait_on_machine: bool = False
+) -> MachinePoller:
     """The poller of one machine in the running event loop (created on first use).
 
     One per machine whatever the intervals, so a machine gets one status command per poll for all its
     jobs; each ``watch(ref, interval)`` names the interval it needs. ``interval`` is a new poller's
-    default for watches that name none.
+    default for watches that name none; ``wait_on_machine`` (the machine's ``watch_exit_files``) lets
+    each poll wait on the machine for a job's end (a later call may switch it on).
     """
     key = f"{batch_system}@{conn_id or 'local'}"
     pollers = _POLLERS.setdefault(asyncio.get_running_loop(), {})
     if key not in pollers:
         pollers[key] = MachinePoller(key, async_transport(conn_id), get_adapter(batch_system), interval)
+    pollers[key].wait_on_machine = pollers[key].wait_on_machine or wait_on_machine
     return pollers[key]

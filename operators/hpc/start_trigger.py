@@ -85,6 +85,7 @@ class BatchSubmitTrigger(BaseTrigger):
             return
         machine = hook.machine
         self._machine = machine
+        watching: asyncio.Future[dict[str, Any]] | None = None
         try:
             # A task of its own, shielded: when the user cancels the task meanwhile, the submission still
             # ends and on_kill cancels what it submitted.
@@ -92,8 +93,29 @@ class BatchSubmitTrigger(BaseTrigger):
             self._submission = asyncio.ensure_future(submitter.submit(spec))
             job_id, reattached = await asyncio.shield(self._submission)
             self.log.info("Submission returned after %.2f s", time.monotonic() - started)
+            # The job is safe from here (its record on the machine names it): watching starts at once,
+            # while the job is kept for the UI and the catalog (XCom, catalog row) beside it.
+            watching = asyncio.ensure_future(
+                watch_job(
+                    self,
+                    machine=machine.name,
+                    connection=machine.connection,
+                    batch_system=machine.batch_system,
+                    job_id=job_id,
+                    exit_file=spec.exit_file,
+                    poll_interval=op.poll_interval,
+                    held_timeout=60.0 * op._held_timeout_minutes(hook),
+                    wait_on_machine=machine.watch_exit_files,
+                )
+            )
             self._job = await _in_thread(op.submitted, context, spec, job_id, reattached)
+        except asyncio.CancelledError:  # the trigger is cancelled (task cleared, triggerer stopping)
+            if watching is not None:
+                watching.cancel()
+            raise
         except Exception as exc:
+            if watching is not None:
+                watching.cancel()
             self.log.exception("Submitting %s on %s failed", spec.name, machine.name)
             yield TriggerEvent(
                 {
@@ -111,16 +133,7 @@ class BatchSubmitTrigger(BaseTrigger):
             spec.name,
             machine.name,
         )
-        event = await watch_job(
-            self,
-            machine=machine.name,
-            connection=machine.connection,
-            batch_system=machine.batch_system,
-            job_id=job_id,
-            exit_file=spec.exit_file,
-            poll_interval=op.poll_interval,
-            held_timeout=60.0 * op._held_timeout_minutes(hook),
-        )
+        event = await watching
         status = JobStatus.from_dict(event["job"]) if event["status"] == "done" else None
         if status is None or status.state is not JobState.COMPLETED:
             yield TriggerEvent(event)  # judged by the worker's execute_complete

@@ -22,11 +22,12 @@ async def watch_job(
     exit_file: str,
     poll_interval: float,
     held_timeout: float | None,
+    wait_on_machine: bool = False,
 ) -> dict[str, Any]:
     """Wait for one job through its machine's shared poller; the event that ends a trigger waiting for
     it: ``{"status": "done", "job": {...}}`` or ``{"status": "error", ...}`` (never raises)."""
     try:
-        poller = get_poller(connection, batch_system, poll_interval)
+        poller = get_poller(connection, batch_system, poll_interval, wait_on_machine)
         status = await poller.watch(JobRef(job_id, exit_file), poll_interval, held_limit=held_timeout)
     except Exception as exc:
         trigger.log.exception("Watching job %s on %s failed", job_id, machine)
@@ -65,6 +66,7 @@ class BatchJobTrigger(BaseTrigger):
         exit_file: str,
         poll_interval: float = 5.0,
         held_timeout: float | None = None,
+        watch_exit_files: bool = False,
         not_before: float | None = None,  # in triggers serialized by earlier versions; ignored
     ) -> None:
         super().__init__()
@@ -75,6 +77,7 @@ class BatchJobTrigger(BaseTrigger):
         self.exit_file = exit_file
         self.poll_interval = poll_interval
         self.held_timeout = held_timeout
+        self.watch_exit_files = watch_exit_files
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -87,6 +90,7 @@ class BatchJobTrigger(BaseTrigger):
                 "exit_file": self.exit_file,
                 "poll_interval": self.poll_interval,
                 "held_timeout": self.held_timeout,
+                "watch_exit_files": self.watch_exit_files,
             },
         )
 
@@ -102,6 +106,7 @@ class BatchJobTrigger(BaseTrigger):
                 exit_file=self.exit_file,
                 poll_interval=self.poll_interval,
                 held_timeout=self.held_timeout,
+                wait_on_machine=self.watch_exit_files,
             )
         )
 

@@ -50,6 +50,7 @@ MACHINE_SCHEMA: dict[str, Any] = {
         "cost_weight": {"type": "number", "minimum": 0},
         "max_jobs_per_user": {"type": "integer", "minimum": 1},
         "held_timeout_minutes": {"type": "number", "exclusiveMinimum": 0, "maximum": 10080},
+        "watch_exit_files": {"type": "boolean"},
         "partitions": {
             "type": "object",
             "minProperties": 1,
@@ -106,6 +107,9 @@ class Machine:
     max_jobs_per_user: int | None = None
     # a job on a hold this long (the site's admin did not release it) is cancelled and submitted afresh
     held_timeout_minutes: float = 30.0
+    # between two status polls, the poll command waits on the machine for a job's exit file (a few file
+    # tests per 0.2 s on the login node): a job that ends is known at once, not an interval later
+    watch_exit_files: bool = True
 
     @property
     def default_partition(self) -> str | None:
@@ -147,6 +151,7 @@ def _machine(name: str, raw: dict[str, Any]) -> Machine:
         cost_weight=float(raw.get("cost_weight", 1.0)),
         max_jobs_per_user=raw.get("max_jobs_per_user"),
         held_timeout_minutes=float(raw.get("held_timeout_minutes", 30.0)),
+        watch_exit_files=bool(raw.get("watch_exit_files", True)),
     )
 
 

@@ -142,6 +142,27 @@ def exit_files_command(jobs: Sequence[JobRef]) -> str:
     return "grep -H '' " + " ".join(shlex.quote(j.exit_file) for j in jobs) + " 2>/dev/null || true"
 
 
+# How often a waiting status command looks for new exit files on the machine, and how long it lets the
+# batch system take note of the job's end after its exit file appeared (the script writes it last).
+WAIT_STEP_SECONDS = 0.2
+WAIT_SETTLE_SECONDS = 0.3
+
+
+def wait_for_exit_files_command(jobs: Sequence[JobRef], seconds: float) -> str:
+    """Wait on the machine up to ``seconds`` until one more of ``jobs``' exit files exists than at the
+    start (POSIX sh, builtin file tests; one ``sleep`` per step). Prepended to a status command, it makes
+    the poll return as soon as a job has ended instead of an interval later."""
+    steps = max(1, int(seconds / WAIT_STEP_SECONDS))
+    files = " ".join(shlex.quote(j.exit_file) for j in jobs)
+    return (
+        f"set -- {files}; "
+        'uf_ended() { n=0; for f in "$@"; do [ -e "$f" ] && n=$((n+1)); done; }; '
+        'uf_ended "$@"; n0=$n; i=0; '
+        f'while [ $i -lt {steps} ]; do sleep {WAIT_STEP_SECONDS}; i=$((i+1)); uf_ended "$@"; '
+        f"if [ $n -gt $n0 ]; then sleep {WAIT_SETTLE_SECONDS}; break; fi; done; set --"
+    )
+
+
 def parse_exit_files(lines: Sequence[str], jobs: Sequence[JobRef]) -> dict[str, int]:
     by_path = {j.exit_file: j.job_id for j in jobs}
     codes: dict[str, int] = {}

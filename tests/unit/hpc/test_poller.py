@@ -238,6 +238,85 @@ def test_the_trigger_serializes_what_it_was_given_and_loads_what_earlier_version
         "exit_file": "/w/7.exit",
         "poll_interval": 2.0,
         "held_timeout": None,
+        "watch_exit_files": False,
     }
-    # triggers deferred before an upgrade held their event until ``not_before``: they still load
-    assert BatchJobTrigger(**kwargs, not_before=1.0).serialize() == (path, kwargs)
+    # triggers deferred before an upgrade held their event until ``not_before`` and had no
+    # ``watch_exit_files``: they still load
+    earlier = {k: v for k, v in kwargs.items() if k != "watch_exit_files"}
+    assert BatchJobTrigger(**earlier, not_before=1.0).serialize() == (path, kwargs)
+
+
+def test_a_poller_that_waits_on_the_machine_polls_new_jobs_at_once_then_waits_there_for_exit_files() -> None:
+    fake = FakeSlurm()
+    fake.states["1"] = ("RUNNING", "0:0")
+
+    async def scenario() -> JobStatus:
+        p = poller(fake, wait_on_machine=True)
+        watching = asyncio.ensure_future(p.watch(ref(1), 0.05))
+        await asyncio.sleep(0.2)
+        fake.states["1"] = ("COMPLETED", "0:0")
+        return await watching
+
+    status = bounded(scenario())
+    assert status.state is JobState.COMPLETED
+    first, *later = fake.commands
+    assert "/w/1.exit" not in first.split("squeue")[0]  # the first poll of a new job does not wait
+    assert later and all(c.index("/w/1.exit") < c.index("squeue") and "sleep 0.2" in c for c in later)
+    # one command per poll, none between: the wait is part of the poll
+    assert len(fake.commands) >= 2
+
+
+def test_after_a_failed_poll_the_next_one_does_not_wait_on_the_machine() -> None:
+    fake = FakeSlurm()
+    fake.fail = 1
+    fake.states["1"] = ("RUNNING", "0:0")
+
+    async def scenario() -> list[str]:
+        p = poller(fake, wait_on_machine=True)
+        watching = asyncio.ensure_future(p.watch(ref(1), 0.05))
+        await asyncio.sleep(0.3)
+        fake.states["1"] = ("COMPLETED", "0:0")
+        await watching
+        return fake.commands
+
+    first, second, *_ = bounded(scenario())
+    assert "sleep" not in first and "sleep" not in second  # fresh, then after the failure
+
+
+def test_unknown_grace_lasts_its_intervals_even_when_polls_come_sooner() -> None:
+    """Polls that waited on the machine return early whenever some job ends: a job missing from both
+    squeue and sacct must still get ``unknown_grace_polls`` intervals of time, not only polls."""
+    fake = FakeSlurm()
+
+    async def scenario() -> tuple[JobStatus, float]:
+        p = poller(fake, unknown_grace_polls=2, wait_on_machine=True)  # FakeSlurm answers at once
+        started = asyncio.get_running_loop().time()
+        status = await p.watch(ref(42), 0.3)
+        return status, asyncio.get_running_loop().time() - started
+
+    status, took = bounded(scenario())
+    assert status.state is JobState.UNKNOWN
+    assert took >= 0.6
+    assert len(fake.commands) > 3  # more polls than the grace count passed before it was reported
+
+
+def test_the_wait_on_the_machine_returns_soon_after_a_new_exit_file_and_not_for_old_ones(tmp_path) -> None:
+    import subprocess
+    import time
+
+    from operators.hpc.adapters.base import wait_for_exit_files_command
+
+    old, new = tmp_path / "old job.exit", tmp_path / "new.exit"
+    old.write_text("0\n")  # an end the last poll already saw must not cut the next wait short
+    jobs = [JobRef("1", str(old)), JobRef("2", str(new))]
+    command = wait_for_exit_files_command(jobs, 1.0)
+
+    started = time.monotonic()
+    subprocess.run(["sh", "-c", command], check=True, timeout=10)
+    assert time.monotonic() - started >= 1.0  # nothing new: the whole second
+
+    writer = subprocess.Popen(["sh", "-c", f"sleep 0.4; echo 0 > '{new}'"])
+    started = time.monotonic()
+    subprocess.run(["sh", "-c", wait_for_exit_files_command(jobs, 5.0)], check=True, timeout=10)
+    writer.wait(5)
+    assert time.monotonic() - started < 4.0
