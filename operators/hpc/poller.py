@@ -16,7 +16,7 @@ import weakref
 from dataclasses import dataclass, field
 
 from operators.hpc.adapters import BatchAdapter, JobRef, get_adapter
-from operators.hpc.adapters.base import wait_for_exit_files_command
+from operators.hpc.adapters.base import parse_woken, wait_for_exit_files_command
 from operators.hpc.async_transport import AsyncTransport, async_transport
 from operators.hpc.states import JobState, JobStatus
 from operators.hpc.transport import TransportError
@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 # A poll that waits on the machine returns after this long at most (the transport's timeout is 60 s).
 MAX_WAIT_ON_MACHINE_SECONDS = 30.0
+# When a job's exit file is there but its batch system still lists it (Grid Engine takes seconds to take
+# note), the poller polls again this often, up to this many times, before it waits on the machine again.
+RECHECK_SECONDS = 0.5
+RECHECKS = 12
 
 
 class PollingFailed(RuntimeError):
@@ -97,6 +101,8 @@ class MachinePoller:
     async def _loop(self) -> None:
         failures = 0
         traced: set[tuple[type[Exception], str]] = set()  # unexpected errors of this failure streak
+        # ended jobs (their exit files seen) the batch system still listed, and plain polls left for them
+        outstanding = rechecks = 0
         while self.watches:
             # Watchers new since the last poll are polled at once; otherwise a poll on a machine that
             # allows it first waits there (up to the interval) for a watched job's exit file.
@@ -105,7 +111,8 @@ class MachinePoller:
             refs = [entries[0].ref for entries in self.watches.values() if entries]
             interval = self._interval()
             command = self.adapter.status_command(refs)
-            waited = self.wait_on_machine and not fresh and failures == 0
+            waited = self.wait_on_machine and not fresh and failures == 0 and rechecks == 0
+            rechecks = max(0, rechecks - 1)
             if waited:
                 seconds = min(interval, MAX_WAIT_ON_MACHINE_SECONDS)
                 command = f"{wait_for_exit_files_command(refs, seconds)}; {command}"
@@ -140,9 +147,18 @@ class MachinePoller:
                 failures = 0
                 traced.clear()
             self.polls += 1
-            self._resolve(statuses)
+            ended = self._resolve(statuses)
             if not self.watches:
                 break
+            if waited and failures == 0:
+                outstanding = max(0, parse_woken(out.stderr) - ended)
+                rechecks = RECHECKS if outstanding else 0  # still listed: look again soon
+            elif rechecks:
+                outstanding -= ended
+                rechecks = rechecks if outstanding > 0 else 0
+            if rechecks:
+                await asyncio.sleep(RECHECK_SECONDS)
+                continue
             if self.wait_on_machine and failures == 0:
                 # The next poll waits on the machine; never more than one poll per 0.2 s (a machine
                 # whose wait returns at once must not be polled in a tight loop).
@@ -171,11 +187,14 @@ class MachinePoller:
         log.error("%s: poller stopped with %d jobs watched", self.key, waiting, exc_info=cause)
         self._fail_all(PollingFailed(f"{self.key}: poller stopped: {cause!r}"), cause)
 
-    def _resolve(self, statuses: dict[str, JobStatus]) -> None:
+    def _resolve(self, statuses: dict[str, JobStatus]) -> int:
+        """Hand each watcher its job's status when it is news for it; returns how many jobs ended."""
+        ended = 0
         for job_id, entries in list(self.watches.items()):
             status = statuses.get(job_id)
             if status is None:
                 continue
+            ended += status.state.terminal
             for watch in entries:
                 if status.state is JobState.UNKNOWN:
                     # Lost only after the grace polls *and* their intervals' worth of time: polls that
@@ -192,6 +211,7 @@ class MachinePoller:
                         continue
                 if not watch.future.done():
                     watch.future.set_result(status)
+        return ended
 
     @staticmethod
     def _held_too_long(watch: _Watch, status: JobStatus) -> bool:

@@ -146,12 +146,14 @@ def exit_files_command(jobs: Sequence[JobRef]) -> str:
 # batch system take note of the job's end after its exit file appeared (the script writes it last).
 WAIT_STEP_SECONDS = 0.2
 WAIT_SETTLE_SECONDS = 0.3
+WOKEN = "urgentflow-woken"  # on stderr, with the number of new exit files, when the wait was cut short
 
 
 def wait_for_exit_files_command(jobs: Sequence[JobRef], seconds: float) -> str:
     """Wait on the machine up to ``seconds`` until one more of ``jobs``' exit files exists than at the
     start (POSIX sh, builtin file tests; one ``sleep`` per step). Prepended to a status command, it makes
-    the poll return as soon as a job has ended instead of an interval later."""
+    the poll return as soon as a job has ended instead of an interval later; then it says on stderr how
+    many new exit files it saw (``parse_woken``)."""
     steps = max(1, int(seconds / WAIT_STEP_SECONDS))
     files = " ".join(shlex.quote(j.exit_file) for j in jobs)
     return (
@@ -159,8 +161,14 @@ def wait_for_exit_files_command(jobs: Sequence[JobRef], seconds: float) -> str:
         'uf_ended() { n=0; for f in "$@"; do [ -e "$f" ] && n=$((n+1)); done; }; '
         'uf_ended "$@"; n0=$n; i=0; '
         f'while [ $i -lt {steps} ]; do sleep {WAIT_STEP_SECONDS}; i=$((i+1)); uf_ended "$@"; '
-        f"if [ $n -gt $n0 ]; then sleep {WAIT_SETTLE_SECONDS}; break; fi; done; set --"
+        f"if [ $n -gt $n0 ]; then echo {WOKEN} $((n-n0)) >&2; sleep {WAIT_SETTLE_SECONDS}; break; fi; done; set --"
     )
+
+
+def parse_woken(stderr: str) -> int:
+    """How many new exit files cut the wait short (0: it lasted its whole time)."""
+    found = re.search(rf"^{WOKEN} (\d+)$", stderr, re.MULTILINE)
+    return int(found.group(1)) if found else 0
 
 
 def parse_exit_files(lines: Sequence[str], jobs: Sequence[JobRef]) -> dict[str, int]:
