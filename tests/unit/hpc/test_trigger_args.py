@@ -143,13 +143,13 @@ def test_an_xcomarg_argument_or_deferrable_false_keeps_an_unmapped_task_on_worke
     assert stored_task(build, "blocking").start_from_trigger is False
 
 
-def test_identical_reads_in_flight_are_made_once_and_never_kept() -> None:
+def test_identical_reads_are_made_once_in_flight_and_kept_only_briefly() -> None:
     import threading
     import time
 
     from operators.hpc.trigger_args import _SingleFlight
 
-    reads = _SingleFlight()
+    reads = _SingleFlight(keep_seconds=0.5)
     calls: list[int] = []
 
     def fetch() -> dict:
@@ -165,5 +165,17 @@ def test_identical_reads_in_flight_are_made_once_and_never_kept() -> None:
         t.join()
     assert len(calls) == 1 and results == [{"machine": "alpha"}] * 8
     assert len({id(r) for r in results}) == 8, "every reader gets its own copy"
+    results[0]["machine"] = "changed by a reader"
+    assert reads.read(("k",), fetch) == {"machine": "alpha"} and len(calls) == 1, "kept, and unchanged"
+    time.sleep(0.6)
     reads.read(("k",), fetch)
-    assert len(calls) == 2, "a read after the flight ended reads again"
+    assert len(calls) == 2, "a read after the keep time reads again"
+
+    def failing() -> dict:
+        calls.append(1)
+        raise ConnectionError("supervisor")
+
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            reads.read(("bad",), failing)
+    assert len(calls) == 4, "a failed read is not kept"
