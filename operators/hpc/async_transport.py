@@ -8,6 +8,7 @@ minute; lost connections are reopened with jittered backoff.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -20,6 +21,17 @@ from operators.hpc.transport import (
     TransportError,
     backoff_delay,
 )
+
+
+class _QuietChannels(logging.Filter):
+    """asyncssh logs five INFO lines per command, one of them the whole command line: a poll names every
+    watched job's files (200 jobs: ~50 kB per poll). Its connection-level lines and every warning stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or "chan=" not in str(record.msg)
+
+
+logging.getLogger("asyncssh").addFilter(_QuietChannels())
 
 
 class AsyncTransport(Protocol):
