@@ -12,8 +12,8 @@ from airflow.sdk.configuration import conf
 from operators.catalog.catalog import Catalog, Producer
 from operators.hpc.hook import BatchHook, run_workdir
 from operators.storage.assets import event_extra, record_outlet_events
-from operators.storage.hook import ObjectStoreHook
-from operators.storage.staging import list_outputs, stage_in, stage_out
+from operators.storage.hook import ObjectStoreHook, StoredObject
+from operators.storage.staging import list_outputs_in, stage_in, stage_out_many
 
 # Queue of the staging tasks: ``[urgentflow] transfer_queue`` when set (scaled mode sets ``transfer`` so
 # data movement runs on the workers near the data), else Airflow's default queue. Read once, like
@@ -130,13 +130,33 @@ class StageFromMachineOperator(BaseOperator):
         )
         store = ObjectStoreHook(self.object_store_conn_id)
         catalog = Catalog(self.catalog_conn_id)
-        results = []
-        for index, job in sources:
+        places = []
+        for _, job in sources:
             machine = self.machine or job.get("machine")
             source_dir = self.source_dir or job.get("workdir")
             if not machine or not source_dir:
                 raise ValueError("give machine and source_dir, or job= / jobs= (BatchJobOperator results)")
-            results += self._publish(context, store, catalog, machine, source_dir, job.get("job_id"), index)
+            places.append((str(machine), str(source_dir)))
+        listed, stored = self._stage_out(store, places)
+        results = []
+        for (index, job), (machine, source_dir) in zip(sources, places, strict=True):
+            producer = Producer.of(context["ti"], machine=machine, job_id=job.get("job_id"))
+            if index is not None:
+                producer = replace(producer, map_index=index)
+            for path in listed[machine][source_dir]:
+                obj = stored[(machine, path)]
+                dataset_id = catalog.record_stored(
+                    obj, producer, self.incident_id, [int(i) for i in self.input_dataset_ids]
+                )
+                results.append(
+                    {
+                        "key": obj.key,
+                        "size": obj.size,
+                        "sha256": obj.sha256,
+                        "dataset_id": dataset_id,
+                        "job_id": job.get("job_id"),
+                    }
+                )
         machines = sorted({str(j.get("machine") or self.machine) for _, j in sources})
         job_ids = [j.get("job_id") for _, j in sources]
         record_outlet_events(
@@ -153,34 +173,21 @@ class StageFromMachineOperator(BaseOperator):
         self.log.info("Staged %d file(s) of %d job(s) to %s", len(results), len(sources), self.key_prefix)
         return results
 
-    def _publish(
-        self,
-        context: Context,
-        store: ObjectStoreHook,
-        catalog: Catalog,
-        machine: str,
-        source_dir: str,
-        job_id: str | None,
-        member: int | None,
-    ) -> list[dict[str, Any]]:
-        transport = BatchHook(machine).transport
-        producer = Producer.of(context["ti"], machine=machine, job_id=job_id)
-        if member is not None:
-            producer = replace(producer, map_index=member)
-        results = []
-        for path in list_outputs(transport, source_dir, self.pattern):
-            key = f"{self.key_prefix.rstrip('/')}/{path.rsplit('/', 1)[-1]}"
-            stored = stage_out(transport, store, path, key, self.method)
-            dataset_id = catalog.record_stored(
-                stored, producer, self.incident_id, [int(i) for i in self.input_dataset_ids]
-            )
-            results.append(
-                {
-                    "key": key,
-                    "size": stored.size,
-                    "sha256": stored.sha256,
-                    "dataset_id": dataset_id,
-                    "job_id": job_id,
-                }
-            )
-        return results
+    def _stage_out(
+        self, store: ObjectStoreHook, places: Sequence[tuple[str, str]]
+    ) -> tuple[dict[str, dict[str, list[str]]], dict[tuple[str, str], StoredObject]]:
+        """Every ``(machine, dir)``'s files, listed, checksummed and pushed together: a few remote commands
+        per machine for a whole ensemble, not a few per file. Returns the listing and what was stored."""
+        stored: dict[tuple[str, str], StoredObject] = {}
+        listed: dict[str, dict[str, list[str]]] = {}
+        for machine in dict.fromkeys(m for m, _ in places):
+            transport = BatchHook(machine).transport
+            dirs = list(dict.fromkeys(d for m, d in places if m == machine))
+            listed[machine] = list_outputs_in(transport, dirs, self.pattern)
+            files = [(path, self._key(path)) for d in dirs for path in listed[machine][d]]
+            objects = stage_out_many(transport, store, files, self.method)
+            stored.update({(machine, path): obj for (path, _), obj in zip(files, objects, strict=True)})
+        return listed, stored
+
+    def _key(self, path: str) -> str:
+        return f"{self.key_prefix.rstrip('/')}/{path.rsplit('/', 1)[-1]}"

@@ -10,10 +10,11 @@ logged).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import shlex
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -64,11 +65,26 @@ def _undone_on_failure(undo: Callable[[], object], what: str) -> Iterator[None]:
         raise
 
 
+# Files per remote command when many are staged out at once (their paths stay far below the 128 KiB a
+# single shell argument may hold).
+FILES_PER_COMMAND = 100
+_SECTION = "#--urgentflow-sizes--"
+
+
+def _remote_digests(transport: Transport, paths: Sequence[str]) -> list[tuple[str, int]]:
+    """``(sha256, size)`` of every file in ``paths``, computed on the host in one command."""
+    q = " ".join(shlex.quote(p) for p in paths)
+    what = f"checksum of {paths[0]}" if len(paths) == 1 else f"checksums of {len(paths)} files"
+    out = transport.run(f"sha256sum -- {q} && echo '{_SECTION}' && stat -c %s -- {q}").check(what)
+    digests, _, sizes = out.stdout.partition(f"{_SECTION}\n")
+    pairs = list(zip([line.split()[0] for line in digests.splitlines() if line], sizes.split(), strict=False))
+    if len(pairs) != len(paths):
+        raise StagingError(f"{what}: {len(pairs)} answers for {len(paths)} files")
+    return [(digest, int(size)) for digest, size in pairs]
+
+
 def _remote_digest(transport: Transport, path: str) -> tuple[str, int]:
-    q = shlex.quote(path)
-    out = transport.run(f"sha256sum {q} | cut -d' ' -f1 && stat -c %s {q}").check(f"checksum of {path}")
-    digest, size = out.stdout.split()
-    return digest, int(size)
+    return _remote_digests(transport, [path])[0]
 
 
 def stage_in(transport: Transport, store: ObjectStoreHook, key: str, dest: str, method: str) -> Staged:
@@ -100,13 +116,29 @@ def stage_in(transport: Transport, store: ObjectStoreHook, key: str, dest: str, 
 
 def list_outputs(transport: Transport, directory: str, pattern: str) -> list[str]:
     """Regular files in ``directory`` matching the shell glob ``pattern`` (plain characters only)."""
-    check_path(directory, "source directory")
+    return list_outputs_in(transport, [directory], pattern)[directory]
+
+
+def list_outputs_in(transport: Transport, directories: Sequence[str], pattern: str) -> dict[str, list[str]]:
+    """``list_outputs`` of several directories (e.g. an ensemble's work dirs) in one command per
+    ``FILES_PER_COMMAND`` directories; a directory that does not exist has no files."""
+    for directory in directories:
+        check_path(directory, "source directory")
     if not GLOB_RE.match(pattern):
         raise ValueError(f"file pattern may use letters, digits, . _ - * ? only: {pattern!r}")
-    out = transport.run(
-        f'cd {shlex.quote(directory)} && for f in {pattern}; do [ -f "$f" ] && printf "%s\\n" "$f"; done; true'
-    ).check(f"listing {directory}")
-    return [f"{directory}/{name}" for name in out.stdout.splitlines() if name]
+    found: dict[str, list[str]] = {d: [] for d in directories}
+    for start in range(0, len(directories), FILES_PER_COMMAND):
+        chunk = directories[start : start + FILES_PER_COMMAND]
+        listed = " ".join(shlex.quote(d) for d in chunk)
+        out = transport.run(
+            f'for d in {listed}; do (cd "$d" 2>/dev/null && for f in {pattern}; do'
+            f' [ -f "$f" ] && printf "%s/%s\\n" "$d" "$f"; done); done; true'
+        ).check(f"listing {chunk[0]}" if len(chunk) == 1 else f"listing {len(chunk)} directories")
+        for path in out.stdout.splitlines():
+            directory = path.rsplit("/", 1)[0]
+            if directory in found:
+                found[directory].append(path)
+    return found
 
 
 def check_stored(stored: StoredObject, size: int, sha256: str, source: str) -> StoredObject:
@@ -133,21 +165,48 @@ def record_upload(
     return check_stored(store.stat(key), size, sha256, source)
 
 
+def _delete_all(store: ObjectStoreHook, keys: Sequence[str]) -> None:
+    for key in keys:
+        store.delete(key)
+
+
 def stage_out(transport: Transport, store: ObjectStoreHook, path: str, key: str, method: str) -> StoredObject:
     """File ``path`` on the host -> object ``key``, with the host-side sha256 recorded and checked."""
+    return stage_out_many(transport, store, [(path, key)], method)[0]
+
+
+def stage_out_many(
+    transport: Transport, store: ObjectStoreHook, files: Sequence[tuple[str, str]], method: str
+) -> list[StoredObject]:
+    """Files ``(path, key)`` on one host -> objects, each with its host-side sha256 recorded and checked.
+
+    ``presigned``: one command computes every checksum, one ``curl`` on the host pushes every file (its
+    presigned URLs on stdin), per ``FILES_PER_COMMAND`` files; when any of them fails, none of that
+    group's objects is left. ``sftp``: file by file through the worker."""
     _check_method(method)
-    check_path(path, "source path")
-    check_key(key)
-    digest, size = _remote_digest(transport, path)
-    with _undone_on_failure(lambda: store.delete(key), f"removing the partial object {key}"):
-        if method == "presigned":
-            url = store.presigned_put(key)
-            transport.run(
-                f"{CURL} -T {shlex.quote(path)} -K -", timeout=3600, stdin=f'url = "{url}"\n'
-            ).check(f"pushing {path} from the host")
-            stored = record_upload(store, key, digest, size, path)
-        else:
-            stored = check_stored(
-                store.put_stream(key, ChunkReader(transport.get_stream(path))), size, digest, path
-            )
+    for path, key in files:
+        check_path(path, "source path")
+        check_key(key)
+    stored: list[StoredObject] = []
+    for start in range(0, len(files), FILES_PER_COMMAND):
+        group = files[start : start + FILES_PER_COMMAND]
+        digests = _remote_digests(transport, [path for path, _ in group])
+        keys = [key for _, key in group]
+        what = f"removing the partial object {keys[0]}" if len(keys) == 1 else f"removing {len(keys)} objects"
+        with _undone_on_failure(functools.partial(_delete_all, store, keys), what):
+            if method == "presigned":
+                config = "".join(f'upload-file = "{p}"\nurl = "{store.presigned_put(k)}"\n' for p, k in group)
+                what = f"pushing {group[0][0]}" if len(group) == 1 else f"pushing {len(group)} files"
+                transport.run(f"{CURL} -K -", timeout=3600, stdin=config).check(f"{what} from the host")
+                stored += [
+                    record_upload(store, key, digest, size, path)
+                    for (path, key), (digest, size) in zip(group, digests, strict=True)
+                ]
+            else:
+                stored += [
+                    check_stored(
+                        store.put_stream(key, ChunkReader(transport.get_stream(path))), size, digest, path
+                    )
+                    for (path, key), (digest, size) in zip(group, digests, strict=True)
+                ]
     return stored
