@@ -126,7 +126,9 @@ def assert_one_job_per_member(
     """The run succeeded and every member's job completed exactly once. With ``lost_ok``, a member may
     have one earlier job that Slurm itself lost in a slurmctld crash: submitted before the controller
     saved its state, then purged at its restart (accounting keeps it PENDING: judged UNKNOWN) or its
-    orphaned step killed (FAILED); the member's retry then submitted it once more."""
+    orphaned step killed (FAILED); the member's retry then submitted it once more. Or Slurm lost the job
+    from its queue *and* its accounting while its script ran on to the end: no record at all, and the
+    member was judged by the job's exit file (the judge of last resort), once."""
     final = airflow.wait_for_run(DAG, run_id, timeout=600, on_poll=on_poll)
     states = {(t["task_id"], t["map_index"]): t["state"] for t in airflow.task_instances(DAG, run_id)}
     assert final["state"] == "success", states
@@ -142,7 +144,15 @@ def assert_one_job_per_member(
         name, _, state = line.split("|")
         if name in by_name:
             by_name[name].append(state)
+    by_exit_file = {
+        r["name"]
+        for r in (airflow.xcom(DAG, run_id, "member", map_index=i) for i in range(MEMBERS))
+        if r and r.get("native_state") == "exit-file"
+    }
     for name, jobs in by_name.items():
+        if lost_ok and not jobs and name in by_exit_file:
+            report(f"{name}: lost from Slurm's queue and accounting, completed by its exit file")
+            continue
         assert jobs.count("COMPLETED") == 1, f"{name}: {jobs} (one job must have completed, once)"
         assert len(jobs) == 1 or (lost_ok and len(jobs) == 2 and jobs[-1] == "COMPLETED"), f"{name}: {jobs}"
     rows = [j for j in Catalog().jobs_of_run(DAG, run_id) if j["task_id"] == "member"]
@@ -352,7 +362,7 @@ def test_a_member_left_on_an_admin_hold_is_cancelled_and_submitted_afresh(airflo
     assert rows == {job["job_id"]: "CANCELLED", replaced["job_id"]: "COMPLETED"}, rows
 
 
-STALL_S = 60
+STALL_S = 40
 INCIDENT = {
     "kind": "wildfire",
     "name": "catalog stall",
@@ -374,7 +384,7 @@ def catalog_postmaster() -> int:
 def test_a_stalled_catalog_stalls_no_scheduling_and_every_end_state_is_recorded_after(
     airflow: AirflowClient,
 ) -> None:
-    """The catalog's Postgres frozen (SIGSTOP, every backend) for 60 s: a run that needs no catalog is
+    """The catalog's Postgres frozen (SIGSTOP, every backend) for 40 s: a run that needs no catalog is
     scheduled and succeeds meanwhile, marking a run failed through Airflow's API answers at once, and the
     exit handler records that end on its incident once the catalog is back."""
     for dag_id in ("wildfire_forecast", "quickstart"):

@@ -330,7 +330,8 @@ def test_orphan_sweep_cancels_jobs_no_task_instance_owns_and_spares_watched_ones
     CANCELLED; the job of a member that is deferred on it is left running."""
     airflow.wait_for_dag(DAG, timeout=90)
     airflow.unpause(DAG)
-    run_id = airflow.trigger(DAG, {"machine": "alpha", "members": 1, "seconds": 60})["dag_run_id"]
+    # the watched member's job (30 s) outlives the sweep run (~10 s) started once it is recorded
+    run_id = airflow.trigger(DAG, {"machine": "alpha", "members": 1, "seconds": 30})["dag_run_id"]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         member = {

@@ -17,7 +17,7 @@ from operators.hpc.states import JobState
 
 pytestmark = pytest.mark.integration
 
-INTERVAL = 30.0  # far longer than the jobs: only the wait on the machine can notice their ends in time
+INTERVAL = 20.0  # far longer than the jobs: only the wait on the machine can notice their ends in time
 
 
 @pytest.mark.parametrize("machine", ["alpha", "gamma", "local"])
@@ -36,7 +36,7 @@ def test_jobs_ending_between_polls_are_known_within_seconds_with_one_command_per
             walltime_minutes=5,
             partition=hook.machine.default_partition,
         )
-        for i, seconds in enumerate((2, 6))
+        for i, seconds in enumerate((1, 4))
     ]
     jobs = [(hook.submit(spec)[0], spec) for spec in specs]
 
@@ -56,6 +56,6 @@ def test_jobs_ending_between_polls_are_known_within_seconds_with_one_command_per
     (first, first_state), (second, second_state) = asyncio.run(watch())
     assert (first_state, second_state) == (JobState.COMPLETED, JobState.COMPLETED)
     # each end known within seconds of it (queue wait and start-up included), far within the interval
-    assert first < 15 and second < 20 and second - first > 1, (first, second)
+    assert first < 12 and second < 16 and second - first > 1, (first, second)
     # asyncssh's per-channel lines (the command line naming every watched job's files) are not logged
     assert "uf_ended" not in caplog.text and specs[1].exit_file not in caplog.text
