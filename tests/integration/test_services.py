@@ -148,7 +148,8 @@ def test_expired_services_are_reaped(hook: ServiceHook, catalog: Catalog, run_id
     long = start(run_id, task_id="long", ttl_minutes=60)
     time.sleep(1.3)
     reaped = reap(OneRun(hook, run_id), catalog, datetime.now(UTC), lambda dag_id, run: "running")
-    assert [(r.service_id, r.reason) for r in reaped] == [(short["service_id"], ReapReason.EXPIRED)]
+    # or, a moment before, the e2e runtime's own service_reaper (see the keep-alive test below)
+    assert [(r.service_id, r.reason) for r in reaped] in ([(short["service_id"], ReapReason.EXPIRED)], [])
     assert hook.find(short["service_id"]) is None
     assert hook.find(long["service_id"]) is not None
     assert catalog.service(short["service_id"])["state"] == "reaped:expired"  # type: ignore[index]
@@ -164,7 +165,13 @@ def test_services_without_keepalive_are_reaped_and_touched_ones_survive(
         time.sleep(0.9)
         assert catalog.touch_service(touched["service_id"])
     reaped = reap(OneRun(hook, run_id), catalog, datetime.now(UTC), lambda dag_id, run: "running")
-    assert [(r.service_id, r.reason) for r in reaped] == [(silent["service_id"], ReapReason.KEEPALIVE_MISSED)]
+    # The e2e runtime's own service_reaper (every 2 min, still running during these tests) may have
+    # reaped the silent service a moment before this call (seen in CI): it must then have done the same.
+    assert [(r.service_id, r.reason) for r in reaped] in (
+        [(silent["service_id"], ReapReason.KEEPALIVE_MISSED)],
+        [],
+    )
+    assert catalog.service(silent["service_id"])["state"] == "reaped:keepalive_missed"  # type: ignore[index]
     assert {s.identity.service_id for s in hook.list_services(run_id=run_id)} == {
         touched["service_id"],
         no_keepalive["service_id"],
