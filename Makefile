@@ -64,9 +64,11 @@ lint: venv
 unit: venv
 	$(VENV)/bin/pytest -m "not integration and not e2e"
 
-# Everything: lint, test bed up, the whole suite (unit, DAG integrity, integration, e2e).
+# Everything: lint, test bed up, the whole suite (unit, DAG integrity, integration, e2e), two tests at a
+# time: the e2e tests in order on one worker (they share the runtime), the rest on the other; a test
+# marked `exclusive` (it stops a test-bed server) runs alone (tests/conftest.py).
 test: venv lint testbed
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2 --dist loadgroup
 
 # Quick benchmark set, about 5 minutes (figures, full-size commands and readings in benchmarks/README.md):
 # job watching at N = 10, 100; trigger-to-running latency over 10 incidents; a 50-member ensemble;

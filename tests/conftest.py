@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -17,3 +22,48 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 from connections import connection_env  # noqa: E402
 
 os.environ.update(connection_env())
+
+
+# --- Two tests at a time (``make test`` runs pytest-xdist with two workers, ``--dist loadgroup``) ---
+# The e2e tests share one embedded runtime, so they go to one worker, in order (one xdist group);
+# every other test is shared out.
+# A test marked ``exclusive`` stops or breaks a server of the shared test bed (sshd, slurmctld, S3,
+# a Postgres, the runtime): it runs with no other test-bed test beside it.
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.xdist_group("runtime"))
+
+
+@contextlib.contextmanager
+def bed_turn(folder: Path, *, exclusive: bool) -> Iterator[None]:
+    """A turn on the shared test bed: shared by any number of tests, or one exclusive test alone.
+
+    Two ``flock`` files: the turn itself (shared or exclusive) and a gate in front of it that an
+    exclusive test holds while it waits, so no shared test starts after it asked (no starvation)."""
+    with open(folder / "bed.gate", "a") as gate, open(folder / "bed.turn", "a") as turn:
+        if exclusive:
+            fcntl.flock(gate, fcntl.LOCK_EX)
+            fcntl.flock(turn, fcntl.LOCK_EX)
+        else:
+            fcntl.flock(gate, fcntl.LOCK_SH)
+            fcntl.flock(turn, fcntl.LOCK_SH)
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        yield  # the files' locks go when they are closed
+
+
+@pytest.fixture(autouse=True)
+def _bed_turn(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    node = request.node
+    on_bed = any(node.get_closest_marker(m) for m in ("integration", "e2e"))
+    if "PYTEST_XDIST_WORKER" not in os.environ or not on_bed:
+        yield
+        return
+    # the parent of a worker's base temp is the one folder all workers of this run share
+    with bed_turn(
+        tmp_path_factory.getbasetemp().parent, exclusive=bool(node.get_closest_marker("exclusive"))
+    ):
+        yield

@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 from airflow_client import AirflowClient
-from figures import FIGURES
+from figures import PENDING
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = [sys.executable, str(ROOT / "scripts" / "runtime.py")]
@@ -47,6 +47,25 @@ def airflow() -> Iterator[AirflowClient]:
         if not was_running:
             stopped = _runtime("stop")
             assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+
+FIGURES: list[tuple[str, str]] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """The figures reported during a phase (set-up, call, tear-down) go with that phase's report."""
+    report: pytest.TestReport = yield
+    report.user_properties.extend(("figure", text) for text in PENDING)
+    PENDING.clear()
+    return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # called where the report is shown: the one pytest process, or the xdist controller
+    FIGURES.extend((report.nodeid, str(text)) for name, text in report.user_properties if name == "figure")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

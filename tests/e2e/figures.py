@@ -1,15 +1,15 @@
 """Figures the e2e tests measure (recovery times, rates), collected and printed together at the end of
-the run, so every ``make test`` log ends with them (``conftest.pytest_terminal_summary``)."""
+the run, so every ``make test`` log ends with them (``conftest.pytest_terminal_summary``).
+
+A figure travels with its test's report (``user_properties``), so the summary has it also when the
+test ran in another process (``make test`` runs the suite on two pytest-xdist workers)."""
 
 from __future__ import annotations
 
-import os
-
-FIGURES: list[tuple[str, str]] = []
+PENDING: list[str] = []
 
 
 def report(text: str) -> None:
-    """Print ``text`` (kept with the test's output) and keep it, with the test's id, for the summary."""
+    """Print ``text`` (kept with the test's output) and keep it for the report of the phase it is in."""
     print(text)
-    test = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" (", 1)[0]
-    FIGURES.append((test, text))
+    PENDING.append(text)

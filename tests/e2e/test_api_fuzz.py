@@ -37,7 +37,10 @@ from operators.catalog.catalog import Catalog
 from operators.catalog.orders import OrderCatalog
 from operators.storage.hook import ObjectStoreHook
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.exclusive,
+]  # compares every observation object, dataset and order before and after
 API = f"{base_url()}/urgentflow"
 GUARDED_DAGS = ("wildfire_forecast", "analytics_order", "ingest_observation")
 # examples per operation and generation mode; no shrinking (a failure is reported as found)

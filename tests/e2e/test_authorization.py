@@ -20,7 +20,10 @@ from airflow_client import AirflowClient, read_password
 
 from operators.catalog.catalog import Catalog, Producer
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.exclusive,
+]  # counts every incident, service and order in the catalog
 WILDFIRE, STUDY, ORDERS = "wildfire_forecast", "study_pipeline", "analytics_order"
 INCIDENT: dict[str, Any] = {
     "kind": "wildfire",

@@ -27,7 +27,10 @@ from operators.home import urgentflow_home
 from operators.hpc.hook import BatchHook
 from operators.hpc.spec import JobSpec
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.exclusive,
+]  # every test stops or stalls a test-bed server (sshd, slurmctld, a Postgres, Grid Engine) or fills alpha
 ROOT = Path(__file__).resolve().parents[2]
 DAG, MACHINE, MEMBERS, SSH_PORT = "hpc_drill", "alpha", 6, 2222
 OUTAGE_S = 30

@@ -8,7 +8,10 @@ from airflow_client import AirflowClient, ApiError
 
 from operators.catalog.housekeeping import MANAGED_PREFIXES
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.exclusive,
+]  # a real catalog_housekeeping run prunes the whole catalog
 DAG = "catalog_housekeeping"
 
 

@@ -124,6 +124,7 @@ def test_members_whose_jobs_end_at_once_succeed_on_their_first_try(airflow: Airf
         assert mismatches["total_entries"] == 0, mismatches["event_logs"]
 
 
+@pytest.mark.exclusive  # gamma has 2 slots
 def test_grid_engine_machine_runs_an_ensemble(airflow: AirflowClient) -> None:
     """The second batch system behind the same operator: 3 members on gamma's 2 slots (one queues)."""
     run_id, final, tis = run_drill(airflow, {"machine": "gamma", "members": 3, "seconds": 2})
@@ -137,6 +138,7 @@ def test_grid_engine_machine_runs_an_ensemble(airflow: AirflowClient) -> None:
     published_outputs(catalog, run_id, jobs)
 
 
+@pytest.mark.exclusive  # gamma has 2 slots
 @pytest.mark.parametrize("machine", ["beta", "gamma"])
 def test_failing_member_names_state_exit_code_and_stderr(airflow: AirflowClient, machine: str) -> None:
     run_id, final, tis = run_drill(
@@ -169,6 +171,7 @@ def kill_and_restart(component: str) -> None:
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
 
 
+@pytest.mark.exclusive  # kills a runtime component
 def test_scheduler_killed_while_members_submit_moves_again_within_a_minute(airflow: AirflowClient) -> None:
     """The scheduler's session is killed while members are in workers submitting (the drill whose members
     submit from workers): after the restart
@@ -195,6 +198,7 @@ def test_scheduler_killed_while_members_submit_moves_again_within_a_minute(airfl
     assert sorted(submitted_names("alpha", names)) == sorted(names), "re-attached: one job per member"
 
 
+@pytest.mark.exclusive  # kills a runtime component
 @pytest.mark.parametrize("component", ["triggerer", "scheduler"])
 def test_component_killed_mid_run_loses_and_duplicates_nothing(
     airflow: AirflowClient, component: str
@@ -432,6 +436,7 @@ def caught_after_submit(
     pytest.fail(f"three members of {dag_id} got past the window before they could be caught")
 
 
+@pytest.mark.exclusive  # kills a runtime component
 def test_worker_killed_after_submitting_reattaches_to_its_job_by_name(airflow: AirflowClient) -> None:
     """The member's task dies between its job's submission and its deferral: the retry finds the job by
     its name on the machine and re-attaches; the job runs once and the run succeeds."""
@@ -466,6 +471,7 @@ def catch_triggerer_after_submit(
     pytest.fail(f"the member of {run_id} was neither submitted nor recorded within {timeout} s")
 
 
+@pytest.mark.exclusive  # kills a runtime component
 def test_triggerer_killed_after_submitting_reattaches_to_the_job_by_name(airflow: AirflowClient) -> None:
     """The triggerer dies between a member's batched submission and its record (XCom, catalog): the
     member's trigger runs again in the new triggerer, finds the job by its name and re-attaches; the job

@@ -27,7 +27,7 @@ from operators.catalog.housekeeping import (
 )
 from operators.storage.hook import ObjectStoreHook
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.exclusive]  # prunes the whole catalog by date
 
 THEN = datetime(2000, 6, 1, tzinfo=UTC)
 OLD = datetime(2000, 1, 1, tzinfo=UTC)  # past every 30-day retention at THEN

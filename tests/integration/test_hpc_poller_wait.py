@@ -15,7 +15,10 @@ from operators.hpc.poller import RECHECKS, get_poller
 from operators.hpc.spec import JobSpec
 from operators.hpc.states import JobState
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.exclusive,
+]  # times jobs that must start at once on alpha and gamma
 
 INTERVAL = 20.0  # far longer than the jobs: only the wait on the machine can notice their ends in time
 

@@ -33,6 +33,7 @@ def watch_all(conn: str, jobs: list[tuple[str, JobSpec]], interval: float = 1.0)
     return asyncio.run(run())
 
 
+@pytest.mark.exclusive  # 20 jobs must run at once on an idle cluster
 @pytest.mark.parametrize("machine", ["alpha", "beta"])
 def test_ensemble_of_twenty_completes_with_few_status_commands(machine: str) -> None:
     hook = BatchHook(machine)

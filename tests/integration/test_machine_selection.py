@@ -20,7 +20,10 @@ from operators.machines.operators import decide
 from operators.machines.selection import NoMachineFits, Request
 from operators.machines.status import probe_all
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.exclusive,
+]  # stops beta's slurmctld, stalls its sshd and fills alpha
 ROOT = Path(__file__).resolve().parents[2]
 TESTBED = ROOT / "scripts" / "testbed"
 TESTBED_DIR = Path(os.environ.get("URGENTFLOW_HOME", "/var/lib/urgentflow")) / "testbed"

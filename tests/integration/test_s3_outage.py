@@ -15,7 +15,7 @@ import pytest
 
 from operators.storage.hook import ObjectStoreHook
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.exclusive]  # stops the S3 server
 TESTBED = Path(__file__).resolve().parents[2] / "scripts" / "testbed"
 
 
