@@ -13,13 +13,14 @@ import asyncio
 import logging
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from operators.hpc.adapters import BatchAdapter, JobRef, get_adapter
 from operators.hpc.adapters.base import parse_woken, wait_for_exit_files_command
 from operators.hpc.async_transport import AsyncTransport, async_transport
 from operators.hpc.states import JobState, JobStatus
-from operators.hpc.transport import TransportError
+from operators.hpc.transport import TransportError, fitting
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,9 @@ class MachinePoller:
     wait_on_machine: bool = False
     watches: dict[str, list[_Watch]] = field(default_factory=dict)
     polls: int = 0
+    # the last poll's watched jobs did not fit one command line with a wait on the machine: polled in
+    # several commands, at the interval
+    cut: bool = False
     _task: asyncio.Task[None] | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -110,16 +114,13 @@ class MachinePoller:
             self._wake.clear()
             refs = [entries[0].ref for entries in self.watches.values() if entries]
             interval = self._interval()
-            command = self.adapter.status_command(refs)
             waited = self.wait_on_machine and not fresh and failures == 0 and rechecks == 0
             rechecks = max(0, rechecks - 1)
-            if waited:
-                seconds = min(interval, MAX_WAIT_ON_MACHINE_SECONDS)
-                command = f"{wait_for_exit_files_command(refs, seconds)}; {command}"
             began = time.monotonic()
             try:
-                out = await self.transport.run(command)
-                statuses = self.adapter.parse_status(out.stdout, refs)
+                statuses, woken = await self._poll(
+                    refs, min(interval, MAX_WAIT_ON_MACHINE_SECONDS) if waited else 0
+                )
             except Exception as exc:
                 failures += 1
                 # Transport and parse (ValueError) failures are expected; anything else is a bug worth
@@ -142,7 +143,7 @@ class MachinePoller:
                         kind(f"{self.key}: {failures} status polls in a row failed, last {last}"), exc
                     )
                     return
-                statuses = {}
+                statuses, woken = {}, None
             else:
                 failures = 0
                 traced.clear()
@@ -150,8 +151,8 @@ class MachinePoller:
             ended = self._resolve(statuses)
             if not self.watches:
                 break
-            if waited and failures == 0:
-                outstanding = max(0, parse_woken(out.stderr) - ended)
+            if woken is not None and failures == 0:
+                outstanding = max(0, woken - ended)
                 rechecks = RECHECKS if outstanding else 0  # still listed: look again soon
             elif rechecks:
                 outstanding -= ended
@@ -159,7 +160,7 @@ class MachinePoller:
             if rechecks:
                 await asyncio.sleep(RECHECK_SECONDS)
                 continue
-            if self.wait_on_machine and failures == 0:
+            if self.wait_on_machine and not self.cut and failures == 0:
                 # The next poll waits on the machine; never more than one poll per 0.2 s (a machine
                 # whose wait returns at once must not be polled in a tight loop).
                 await asyncio.sleep(max(0.0, min(0.2, interval) - (time.monotonic() - began)))
@@ -171,6 +172,28 @@ class MachinePoller:
                 await asyncio.sleep(min(0.2, interval))  # batch registrations arriving together
             except TimeoutError:
                 pass
+
+    async def _poll(self, refs: list[JobRef], wait: float) -> tuple[dict[str, JobStatus], int | None]:
+        """The jobs' statuses, and how many new exit files ended the wait on the machine (``None``: no
+        wait). ``wait`` seconds (0: none) are spent on the machine first, in the same command, when the
+        command fits one command line; more jobs than that are polled in several commands, none waiting
+        (``cut``: the next poll comes after the interval)."""
+
+        def command(group: Sequence[JobRef], wait: float) -> str:
+            status = self.adapter.status_command(group)
+            return f"{wait_for_exit_files_command(group, wait)}; {status}" if wait else status
+
+        # Whether a wait fits is judged with a wait, also for a poll that does not wait (new watchers).
+        self.cut = len(fitting(refs, lambda group: len(command(group, 1).encode()))) > 1
+        wait = 0 if self.cut else wait
+        groups = fitting(refs, lambda group: len(command(group, wait).encode()))
+        statuses: dict[str, JobStatus] = {}
+        woken = None
+        for group in groups:
+            out = await self.transport.run(command(group, wait))
+            statuses.update(self.adapter.parse_status(out.stdout, group))
+            woken = parse_woken(out.stderr) if wait else None
+        return statuses, woken
 
     def _interval(self) -> float:
         """The smallest interval among the current watchers."""

@@ -22,11 +22,9 @@ from dataclasses import dataclass
 
 from operators.hpc.adapters.base import SECTION, BatchAdapter, split_sections
 from operators.hpc.spec import JobSpec
+from operators.hpc.transport import fitting
 
 FAILED = "urgentflow-submit-failed"
-# One remote command stays well below Linux's limit for one argument (128 KiB: sshd and LocalTransport
-# run it as `bash -c <command>`); a larger ensemble is submitted in several commands.
-MAX_COMMAND_BYTES = 100_000
 
 
 class SubmissionError(RuntimeError):
@@ -139,22 +137,11 @@ def parse_submit(adapter: BatchAdapter, stdout: str, specs: Sequence[JobSpec]) -
     return results
 
 
-def chunks(adapter: BatchAdapter, specs: Sequence[JobSpec]) -> list[list[JobSpec]]:
-    """The specs cut into groups whose look-up and submit commands both stay under ``MAX_COMMAND_BYTES``
-    (each spec's share measured on its own one-spec commands, which add up; a remote shell refuses a
-    longer command line: "Argument list too long")."""
-    groups: list[list[JobSpec]] = [[]]
-    submit = lookup = 0
-    for spec in specs:
-        cost_submit = len(submit_command(adapter, [spec]).encode())
-        # the shared live-jobs query grows by the name; the rest is per spec
-        cost_lookup = len(lookup_command(adapter, [spec]).encode()) + len(spec.name) + 1
-        if groups[-1] and (
-            submit + cost_submit > MAX_COMMAND_BYTES or lookup + cost_lookup > MAX_COMMAND_BYTES
-        ):
-            groups.append([])
-            submit = lookup = 0
-        groups[-1].append(spec)
-        submit += cost_submit
-        lookup += cost_lookup
-    return [g for g in groups if g]
+def chunks(adapter: BatchAdapter, specs: Sequence[JobSpec]) -> list[Sequence[JobSpec]]:
+    """The specs cut into groups whose look-up and submit commands both fit one command line."""
+    return fitting(
+        specs,
+        lambda group: max(
+            len(submit_command(adapter, group).encode()), len(lookup_command(adapter, group).encode())
+        ),
+    )

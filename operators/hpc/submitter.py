@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from operators.hpc import submission
@@ -74,7 +75,7 @@ class MachineSubmitter:
         result = await self.transport.run(command, timeout=self.timeout, stdin=stdin)
         return result.check(what).stdout
 
-    async def _submit(self, specs: list[JobSpec]) -> list[tuple[str, bool] | Exception]:
+    async def _submit(self, specs: Sequence[JobSpec]) -> list[tuple[str, bool] | Exception]:
         out = await self._run(submission.lookup_command(self.adapter, specs), "job lookup")
         results: list[tuple[str, bool] | Exception] = []
         new: list[int] = []

@@ -16,10 +16,10 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar
 
 if TYPE_CHECKING:
     import paramiko
@@ -31,9 +31,28 @@ MAX_CHANNELS_PER_HOST = 16
 MAX_CONNECTS_PER_MINUTE = 10
 MAX_GET_BYTES = 1024 * 1024  # get_text is for scripts and small files; data goes through staging
 STREAM_CHUNK = 1024 * 1024
+# One remote command stays well below Linux's limit for one argument (128 KiB: sshd and LocalTransport
+# run it as `bash -c <command>`); a command built from a list (jobs, files, directories) is cut with
+# `fitting` into several commands when it would be longer.
+MAX_COMMAND_BYTES = 100_000
+T = TypeVar("T")
 
 
 log = logging.getLogger(__name__)
+
+
+def fitting(
+    items: Sequence[T], size: Callable[[Sequence[T]], int], limit: int = MAX_COMMAND_BYTES
+) -> list[Sequence[T]]:
+    """``items``, in order, cut in halves (and halves of those) until every group's ``size`` (the bytes
+    of the command built from it) is at most ``limit``. One item over the limit stays a group of its
+    own: its command then fails with the shell's own error instead of being cut."""
+    if not items:
+        return []
+    if len(items) == 1 or size(items) <= limit:
+        return [items]
+    half = len(items) // 2
+    return fitting(items[:half], size, limit) + fitting(items[half:], size, limit)
 
 
 class TransportError(RuntimeError):

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from operators.hpc.spec import check_path
-from operators.hpc.transport import Transport
+from operators.hpc.transport import Transport, fitting
 from operators.storage.hook import ChunkReader, ObjectStoreHook, StoredObject
 from operators.storage.keys import check_key
 
@@ -65,17 +65,18 @@ def _undone_on_failure(undo: Callable[[], object], what: str) -> Iterator[None]:
         raise
 
 
-# Files per remote command when many are staged out at once (their paths stay far below the 128 KiB a
-# single shell argument may hold).
-FILES_PER_COMMAND = 100
 _SECTION = "#--urgentflow-sizes--"
+
+
+def _digests_command(paths: Sequence[str]) -> str:
+    q = " ".join(shlex.quote(p) for p in paths)
+    return f"sha256sum -- {q} && echo '{_SECTION}' && stat -c %s -- {q}"
 
 
 def _remote_digests(transport: Transport, paths: Sequence[str]) -> list[tuple[str, int]]:
     """``(sha256, size)`` of every file in ``paths``, computed on the host in one command."""
-    q = " ".join(shlex.quote(p) for p in paths)
     what = f"checksum of {paths[0]}" if len(paths) == 1 else f"checksums of {len(paths)} files"
-    out = transport.run(f"sha256sum -- {q} && echo '{_SECTION}' && stat -c %s -- {q}").check(what)
+    out = transport.run(_digests_command(paths)).check(what)
     digests, _, sizes = out.stdout.partition(f"{_SECTION}\n")
     pairs = list(zip([line.split()[0] for line in digests.splitlines() if line], sizes.split(), strict=False))
     if len(pairs) != len(paths):
@@ -120,20 +121,25 @@ def list_outputs(transport: Transport, directory: str, pattern: str) -> list[str
 
 
 def list_outputs_in(transport: Transport, directories: Sequence[str], pattern: str) -> dict[str, list[str]]:
-    """``list_outputs`` of several directories (e.g. an ensemble's work dirs) in one command per
-    ``FILES_PER_COMMAND`` directories; a directory that does not exist has no files."""
+    """``list_outputs`` of several directories (e.g. an ensemble's work dirs) in one command (more when
+    their names would not fit one command line); a directory that does not exist has no files."""
     for directory in directories:
         check_path(directory, "source directory")
     if not GLOB_RE.match(pattern):
         raise ValueError(f"file pattern may use letters, digits, . _ - * ? only: {pattern!r}")
     found: dict[str, list[str]] = {d: [] for d in directories}
-    for start in range(0, len(directories), FILES_PER_COMMAND):
-        chunk = directories[start : start + FILES_PER_COMMAND]
+
+    def command(chunk: Sequence[str]) -> str:
         listed = " ".join(shlex.quote(d) for d in chunk)
-        out = transport.run(
+        return (
             f'for d in {listed}; do (cd "$d" 2>/dev/null && for f in {pattern}; do'
             f' [ -f "$f" ] && printf "%s/%s\\n" "$d" "$f"; done); done; true'
-        ).check(f"listing {chunk[0]}" if len(chunk) == 1 else f"listing {len(chunk)} directories")
+        )
+
+    for chunk in fitting(directories, lambda chunk: len(command(chunk).encode())):
+        out = transport.run(command(chunk)).check(
+            f"listing {chunk[0]}" if len(chunk) == 1 else f"listing {len(chunk)} directories"
+        )
         for path in out.stdout.splitlines():
             directory = path.rsplit("/", 1)[0]
             if directory in found:
@@ -181,15 +187,14 @@ def stage_out_many(
     """Files ``(path, key)`` on one host -> objects, each with its host-side sha256 recorded and checked.
 
     ``presigned``: one command computes every checksum, one ``curl`` on the host pushes every file (its
-    presigned URLs on stdin), per ``FILES_PER_COMMAND`` files; when any of them fails, none of that
-    group's objects is left. ``sftp``: file by file through the worker."""
+    presigned URLs on stdin), per group of files whose checksum command fits one command line; when
+    any of them fails, none of that group's objects is left. ``sftp``: file by file through the worker."""
     _check_method(method)
     for path, key in files:
         check_path(path, "source path")
         check_key(key)
     stored: list[StoredObject] = []
-    for start in range(0, len(files), FILES_PER_COMMAND):
-        group = files[start : start + FILES_PER_COMMAND]
+    for group in fitting(files, lambda group: len(_digests_command([path for path, _ in group]).encode())):
         digests = _remote_digests(transport, [path for path, _ in group])
         keys = [key for _, key in group]
         what = f"removing the partial object {keys[0]}" if len(keys) == 1 else f"removing {len(keys)} objects"

@@ -15,7 +15,7 @@ from operators.hpc.adapters.base import SECTION
 from operators.hpc.adapters.slurm import SlurmAdapter
 from operators.hpc.poller import MachinePoller, MachineUnreachable, PollingFailed, get_poller
 from operators.hpc.states import JobState, JobStatus
-from operators.hpc.transport import CommandResult, TransportError
+from operators.hpc.transport import MAX_COMMAND_BYTES, CommandResult, TransportError
 from operators.hpc.triggers import BatchJobTrigger
 
 T = TypeVar("T")
@@ -320,3 +320,27 @@ def test_the_wait_on_the_machine_returns_soon_after_a_new_exit_file_and_not_for_
     subprocess.run(["sh", "-c", wait_for_exit_files_command(jobs, 5.0)], check=True, timeout=10)
     writer.wait(5)
     assert time.monotonic() - started < 4.0
+
+
+def test_jobs_too_many_for_one_command_line_are_polled_in_several_that_fit_and_none_waits() -> None:
+    fake = FakeSlurm()
+    deep = [JobRef(str(i), f"/w/{'d' * 900}/{i}.exit") for i in range(1, 301)]
+    for job in deep:
+        fake.states[job.job_id] = ("RUNNING", "0:0")
+
+    async def scenario() -> list[JobStatus]:
+        p = poller(fake, wait_on_machine=True)
+        watching = asyncio.gather(*(p.watch(job, 0.05) for job in deep))
+        await asyncio.sleep(0.3)
+        for job in deep:
+            fake.states[job.job_id] = ("COMPLETED", "0:0")
+        statuses = await watching
+        assert p.cut
+        return statuses
+
+    statuses = bounded(scenario())
+    assert [s.state for s in statuses] == [JobState.COMPLETED] * len(deep)
+    assert all(len(c.encode()) <= MAX_COMMAND_BYTES for c in fake.commands)
+    assert len(fake.commands) > 2 and not any("sleep" in c for c in fake.commands)
+    polled = [c for c in fake.commands if "/1.exit" in c]
+    assert len(polled) < len(fake.commands), "each command polls some of the jobs, not all"

@@ -7,7 +7,6 @@ import pytest
 from operators.hpc.adapters import get_adapter
 from operators.hpc.spec import JobSpec
 from operators.hpc.submission import (
-    MAX_COMMAND_BYTES,
     SECTION,
     Found,
     SubmissionError,
@@ -17,6 +16,7 @@ from operators.hpc.submission import (
     parse_submit,
     submit_command,
 )
+from operators.hpc.transport import MAX_COMMAND_BYTES
 
 
 def spec(i: int, env_bytes: int = 0) -> JobSpec:

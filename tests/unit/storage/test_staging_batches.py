@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import pytest
 
-from operators.hpc.transport import CommandResult, Transport
+from operators.hpc.transport import MAX_COMMAND_BYTES, CommandResult, Transport
 from operators.storage.hook import ObjectStoreHook, StoredObject
 from operators.storage.staging import StagingError, list_outputs_in, stage_out_many
 
@@ -29,7 +29,7 @@ class Host:
     def run(self, command: str, timeout: float = 60.0, stdin: str | None = None) -> CommandResult:
         self.commands.append(command)
         if command.startswith("for d in"):
-            dirs = re.findall(r"/jobs/run/simulate\.\d+", command)
+            dirs = re.findall(r"/jobs/run/[\w/]*simulate\.\d+", command)
             out = "".join(f"{d}/member-{d[-1]}.{ext}\n" for d in dirs for ext in ("npz", "json"))
             return CommandResult(0, out, "")
         if command.startswith("sha256sum"):
@@ -110,3 +110,16 @@ def test_a_missing_checksum_answer_is_an_error_not_a_misaligned_upload() -> None
     host = Short()
     with pytest.raises(StagingError, match="15 answers for 16 files"):
         stage_out_many(cast(Transport, host), cast(ObjectStoreHook, Store()), files(host), "presigned")
+
+
+def test_outputs_of_many_deep_work_dirs_are_cut_into_commands_that_fit_a_command_line() -> None:
+    host, store = Host(), Store()
+    deep = [f"/jobs/run/{'d' * 400}/{'e' * 400}/simulate.{i}" for i in range(600)]
+    listed = list_outputs_in(cast(Transport, host), deep, "member-*")
+    assert all(len(listed[d]) == 2 for d in deep)
+    outputs = [(p, "out/" + p.split("/run/", 1)[1]) for d in deep for p in listed[d]]
+    stored = stage_out_many(cast(Transport, host), cast(ObjectStoreHook, store), outputs, "presigned")
+    assert [o.key for o in stored] == [key for _, key in outputs]
+    assert all(len(c.encode()) <= MAX_COMMAND_BYTES for c in host.commands)
+    kinds = [c.split()[0] for c in host.commands]
+    assert kinds.count("for") > 1 and kinds.count("sha256sum") > 1, "cut into several commands"
