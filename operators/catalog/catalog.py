@@ -7,9 +7,6 @@ several rows (a dataset and its lineage, a job and its state) is one transaction
 from __future__ import annotations
 
 import json
-import os
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,11 +14,8 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from operators.catalog.migrations import migrate
+from operators.connection_cache import cached_connection
 from operators.incidents import RunRole, run_role
-
-# How long a process reuses a connection it has looked up (the triggerer's and scheduler's lookups go
-# through their supervisor, one request at a time: an ensemble's members would queue behind each other).
-CONNECTION_TTL_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -52,9 +46,6 @@ def task_map_index(ti: Any) -> int:
 class Catalog:
     # connection ids whose schema this process has brought up to date
     _current: ClassVar[set[str]] = set()
-    # (conn_id, its AIRFLOW_CONN_ variable) -> (monotonic time of the lookup, the Airflow Connection)
-    _connections: ClassVar[dict[tuple[str, str | None], tuple[float, Any]]] = {}
-    _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, conn_id: str = "catalog_db", statement_timeout_ms: int | None = None) -> None:
         """``statement_timeout_ms``: every statement (and lock wait, migrations' included) of this
@@ -74,22 +65,9 @@ class Catalog:
 
         ms = self.statement_timeout_ms
         options = f"-c statement_timeout={ms} -c lock_timeout={ms}" if ms else None
-        return PostgresHook(postgres_conn_id=self.conn_id, options=options, connection=self._connection())
-
-    def _connection(self) -> Any:
-        """The Airflow Connection, looked up at most once per ``CONNECTION_TTL_SECONDS`` in this process
-        (and again at once when its environment variable changes)."""
-        from airflow.sdk import BaseHook
-
-        key = (self.conn_id, os.environ.get(f"AIRFLOW_CONN_{self.conn_id.upper()}"))
-        with self._lock:
-            looked_up = self._connections.get(key)
-        if looked_up and time.monotonic() - looked_up[0] < CONNECTION_TTL_SECONDS:
-            return looked_up[1]
-        connection = BaseHook.get_connection(self.conn_id)
-        with self._lock:
-            self._connections[key] = (time.monotonic(), connection)
-        return connection
+        return PostgresHook(
+            postgres_conn_id=self.conn_id, options=options, connection=cached_connection(self.conn_id)
+        )
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from airflow.sdk import BaseHook
 
+from operators.connection_cache import cached_connection
 from operators.storage.keys import check_key, check_prefix
 
 PART_SIZE = 16 * 1024 * 1024
@@ -116,7 +117,7 @@ class ObjectStoreHook(BaseHook):
 
     @cached_property
     def _conn(self) -> Any:
-        return self.get_connection(self.object_store_conn_id)
+        return cached_connection(self.object_store_conn_id)
 
     @cached_property
     def bucket(self) -> str:
