@@ -24,13 +24,14 @@ from typing import Any, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
+from operators.hpc.adapters import JobRef
 from operators.hpc.async_transport import async_transport
 from operators.hpc.hook import judged_command
 from operators.hpc.operators import BatchJobOperator
 from operators.hpc.states import JobState, JobStatus
 from operators.hpc.submitter import get_submitter
 from operators.hpc.trigger_args import TriggerTI, Unresolvable, operator_kwargs
-from operators.hpc.triggers import cancel_job, watch_job
+from operators.hpc.triggers import MachineAddress, cancel_job, watch_job
 from operators.machines.catalog import Machine
 
 T = TypeVar("T")
@@ -38,6 +39,10 @@ _PARAMETERS = set(inspect.signature(BatchJobOperator.__init__).parameters) - {"s
 # The triggers' blocking work (XCom reads through the supervisor, catalog rows) waits on I/O: an
 # ensemble's members do it at once, more of them than the event loop's default pool (CPUs + 4) holds.
 _THREADS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="urgentflow-trigger")
+
+
+def _address(machine: Machine) -> MachineAddress:
+    return MachineAddress(machine.name, machine.connection, machine.batch_system, machine.watch_exit_files)
 
 
 async def _in_thread(function: Callable[..., T], *args: Any) -> T:
@@ -98,14 +103,10 @@ class BatchSubmitTrigger(BaseTrigger):
             watching = asyncio.ensure_future(
                 watch_job(
                     self,
-                    machine=machine.name,
-                    connection=machine.connection,
-                    batch_system=machine.batch_system,
-                    job_id=job_id,
-                    exit_file=spec.exit_file,
+                    _address(machine),
+                    JobRef(job_id, spec.exit_file),
                     poll_interval=op.poll_interval,
                     held_timeout=60.0 * op._held_timeout_minutes(hook),
-                    wait_on_machine=machine.watch_exit_files,
                 )
             )
             self._job = await _in_thread(op.submitted, context, spec, job_id, reattached)
@@ -165,10 +166,4 @@ class BatchSubmitTrigger(BaseTrigger):
                 return
         if job_id is None or self._machine is None:
             return
-        await cancel_job(
-            self,
-            machine=self._machine.name,
-            connection=self._machine.connection,
-            batch_system=self._machine.batch_system,
-            job_id=job_id,
-        )
+        await cancel_job(self, _address(self._machine), job_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -12,40 +13,46 @@ from operators.hpc.async_transport import async_transport
 from operators.hpc.poller import get_poller
 
 
+@dataclass(frozen=True)
+class MachineAddress:
+    """Where a trigger reaches a job: the machine's name (for messages), its SSH connection (None: this
+    host), its batch system and whether its poller waits there for exit files."""
+
+    name: str
+    connection: str | None
+    batch_system: str
+    watch_exit_files: bool = False
+
+
 async def watch_job(
     trigger: BaseTrigger,
+    machine: MachineAddress,
+    job: JobRef,
     *,
-    machine: str,
-    connection: str | None,
-    batch_system: str,
-    job_id: str,
-    exit_file: str,
     poll_interval: float,
     held_timeout: float | None,
-    wait_on_machine: bool = False,
 ) -> dict[str, Any]:
     """Wait for one job through its machine's shared poller; the event that ends a trigger waiting for
     it: ``{"status": "done", "job": {...}}`` or ``{"status": "error", ...}`` (never raises)."""
     try:
-        poller = get_poller(connection, batch_system, poll_interval, wait_on_machine)
-        status = await poller.watch(JobRef(job_id, exit_file), poll_interval, held_limit=held_timeout)
+        poller = get_poller(machine.connection, machine.batch_system, poll_interval, machine.watch_exit_files)
+        status = await poller.watch(job, poll_interval, held_limit=held_timeout)
     except Exception as exc:
-        trigger.log.exception("Watching job %s on %s failed", job_id, machine)
+        trigger.log.exception("Watching job %s on %s failed", job.job_id, machine.name)
         return {
             "status": "error",
-            "machine": machine,
-            "job_id": job_id,
+            "machine": machine.name,
+            "job_id": job.job_id,
             "message": f"{type(exc).__name__}: {exc}",
         }
-    return {"status": "done", "machine": machine, "job": status.to_dict()}
+    return {"status": "done", "machine": machine.name, "job": status.to_dict()}
 
 
-async def cancel_job(
-    trigger: BaseTrigger, *, machine: str, connection: str | None, batch_system: str, job_id: str
-) -> None:
+async def cancel_job(trigger: BaseTrigger, machine: MachineAddress, job_id: str) -> None:
     """Cancel one job (a deferred task the user marked or cleared)."""
-    await async_transport(connection).run(get_adapter(batch_system).cancel_command([job_id]), timeout=30)
-    trigger.log.info("Cancelled job %s on %s", job_id, machine)
+    command = get_adapter(machine.batch_system).cancel_command([job_id])
+    await async_transport(machine.connection).run(command, timeout=30)
+    trigger.log.info("Cancelled job %s on %s", job_id, machine.name)
 
 
 class BatchJobTrigger(BaseTrigger):
@@ -94,28 +101,19 @@ class BatchJobTrigger(BaseTrigger):
             },
         )
 
+    @property
+    def _address(self) -> MachineAddress:
+        return MachineAddress(self.machine, self.connection, self.batch_system, self.watch_exit_files)
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # Never raises out of run(): one terminal event, interpreted in execute_complete.
+        job = JobRef(self.job_id, self.exit_file)
         yield TriggerEvent(
             await watch_job(
-                self,
-                machine=self.machine,
-                connection=self.connection,
-                batch_system=self.batch_system,
-                job_id=self.job_id,
-                exit_file=self.exit_file,
-                poll_interval=self.poll_interval,
-                held_timeout=self.held_timeout,
-                wait_on_machine=self.watch_exit_files,
+                self, self._address, job, poll_interval=self.poll_interval, held_timeout=self.held_timeout
             )
         )
 
     async def on_kill(self) -> None:
         """The user marked or cleared the deferred task: cancel the batch job too."""
-        await cancel_job(
-            self,
-            machine=self.machine,
-            connection=self.connection,
-            batch_system=self.batch_system,
-            job_id=self.job_id,
-        )
+        await cancel_job(self, self._address, self.job_id)
