@@ -68,7 +68,7 @@ unit: venv
 # time: the e2e tests in order on one worker (they share the runtime), the rest on the other; a test
 # marked `exclusive` (it stops a test-bed server) runs alone (tests/conftest.py).
 test: venv lint testbed
-	$(VENV)/bin/pytest -n 2 --dist loadgroup
+	$(VENV)/bin/pytest -n 2 --dist loadscope
 
 # Quick benchmark set, about 5 minutes (figures, full-size commands and readings in benchmarks/README.md):
 # job watching at N = 10, 100; trigger-to-running latency over 10 incidents; a 50-member ensemble;

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,18 +25,24 @@ from connections import connection_env  # noqa: E402
 os.environ.update(connection_env())
 
 
-# --- Two tests at a time (``make test`` runs pytest-xdist with two workers, ``--dist loadgroup``) ---
-# The e2e tests share one embedded runtime, so they go to one worker, in order (one xdist group);
-# every other test is shared out.
-# A test marked ``exclusive`` stops or breaks a server of the shared test bed (sshd, slurmctld, S3,
-# a Postgres, the runtime): it runs with no other test-bed test beside it.
+# --- Two tests at a time (``make test``: pytest-xdist, two workers, ``--dist loadscope``) ---
+# The e2e tests share one embedded runtime, so they are one scope: one worker runs them, in order; every
+# other test is a scope of its own, shared out. A test marked ``exclusive`` stops or breaks a server of
+# the shared test bed (sshd, slurmctld, S3, a Postgres, the runtime) or counts a shared table: it runs
+# with no other test-bed test beside it. (xdist's own ``loadgroup`` marks do not work with pytest 9: it
+# renames items through a private attribute pytest 9 no longer reads.)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("e2e"):
-            item.add_marker(pytest.mark.xdist_group("runtime"))
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class RuntimeScope(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/e2e" if nodeid.startswith("tests/e2e/") else nodeid
+
+    return RuntimeScope(config, log)
 
 
 @contextlib.contextmanager
