@@ -26,11 +26,13 @@ os.environ.update(connection_env())
 
 
 # --- Two tests at a time (``make test``: pytest-xdist, two workers, ``--dist loadscope``) ---
-# The e2e tests share one embedded runtime, so they are one scope: one worker runs them, in order; every
-# other test is a scope of its own, shared out. A test marked ``exclusive`` stops or breaks a server of
-# the shared test bed (sshd, slurmctld, S3, a Postgres, the runtime) or counts a shared table: it runs
-# with no other test-bed test beside it. (xdist's own ``loadgroup`` marks do not work with pytest 9: it
-# renames items through a private attribute pytest 9 no longer reads.)
+# The e2e tests share one embedded runtime, so they are one scope: one worker runs them, in order; the
+# scaled-mode module (an instance of its own) is another scope; every other test is a scope of its own.
+# A test marked ``exclusive`` stops or breaks a server of the shared test bed (sshd, slurmctld, S3, a
+# Postgres, the runtime) or counts a shared table: it runs with no other test-bed test beside it.
+# (xdist's own ``loadgroup`` marks do not work with pytest 9: xdist renames items through a private
+# attribute pytest 9 no longer reads.)
+SCALED = "tests/e2e/test_scaled_mode.py"
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -40,6 +42,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class RuntimeScope(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith(SCALED):
+                return SCALED
             return "tests/e2e" if nodeid.startswith("tests/e2e/") else nodeid
 
     return RuntimeScope(config, log)
