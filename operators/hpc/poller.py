@@ -10,6 +10,7 @@ if the loop itself ends while jobs are watched, every waiting future fails inste
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -159,19 +160,24 @@ class MachinePoller:
                 rechecks = rechecks if outstanding > 0 else 0
             if rechecks:
                 await asyncio.sleep(RECHECK_SECONDS)
-                continue
-            if self.wait_on_machine and not self.cut and failures == 0:
-                # The next poll waits on the machine; never more than one poll per 0.2 s (a machine
-                # whose wait returns at once must not be polled in a tight loop).
-                await asyncio.sleep(max(0.0, min(0.2, interval) - (time.monotonic() - began)))
-                if self._wake.is_set():
-                    await asyncio.sleep(min(0.2, interval))  # batch registrations arriving together
-                continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), interval)
-                await asyncio.sleep(min(0.2, interval))  # batch registrations arriving together
-            except TimeoutError:
-                pass
+            else:
+                await self._until_next_poll(
+                    interval, began, self.wait_on_machine and not self.cut and failures == 0
+                )
+
+    async def _until_next_poll(self, interval: float, began: float, waits_there: bool) -> None:
+        """The pause between two polls. When the next poll ``waits_there`` (on the machine), a short one:
+        never more than one poll per 0.2 s (a machine whose wait returns at once must not be polled in a
+        tight loop). Otherwise the interval, cut short by a new watcher. After a new watcher, 0.2 s more
+        for the registrations arriving together."""
+        if waits_there:
+            await asyncio.sleep(max(0.0, min(0.2, interval) - (time.monotonic() - began)))
+            if self._wake.is_set():
+                await asyncio.sleep(min(0.2, interval))
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), interval)
+            await asyncio.sleep(min(0.2, interval))
 
     async def _poll(self, refs: list[JobRef], wait: float) -> tuple[dict[str, JobStatus], int | None]:
         """The jobs' statuses, and how many new exit files ended the wait on the machine (``None``: no
