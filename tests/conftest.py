@@ -78,3 +78,21 @@ def _bed_turn(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         tmp_path_factory.getbasetemp().parent, exclusive=bool(node.get_closest_marker("exclusive"))
     ):
         yield
+
+
+# --- Figures the e2e tests measure (tests/e2e/figures.py), printed together at the end of the run ---
+# Here, not in tests/e2e/conftest.py: under xdist the controller, which prints the summary, loads only
+# this conftest. A figure arrives in its test's report (``user_properties``).
+FIGURES: list[tuple[str, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    FIGURES.extend((report.nodeid, str(text)) for name, text in report.user_properties if name == "figure")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Every figure the e2e tests reported (fault recovery times first among them), one line each."""
+    if FIGURES:
+        terminalreporter.section("figures measured by the e2e tests")
+        for test, text in FIGURES:
+            terminalreporter.write_line(f"{test}: {' '.join(text.split())}")

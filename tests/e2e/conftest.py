@@ -49,28 +49,13 @@ def airflow() -> Iterator[AirflowClient]:
             assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
 
-FIGURES: list[tuple[str, str]] = []
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """The figures reported during a phase (set-up, call, tear-down) go with that phase's report."""
+    """The figures reported during a phase (set-up, call, tear-down) go with that phase's report
+    (``user_properties``: to the xdist controller too); tests/conftest.py prints them at the end."""
     report: pytest.TestReport = yield
     report.user_properties.extend(("figure", text) for text in PENDING)
     PENDING.clear()
     return report
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    # called where the report is shown: the one pytest process, or the xdist controller
-    FIGURES.extend((report.nodeid, str(text)) for name, text in report.user_properties if name == "figure")
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Every figure the e2e tests reported (fault recovery times first among them), one line each."""
-    if FIGURES:
-        terminalreporter.section("figures measured by the e2e tests")
-        for test, text in FIGURES:
-            terminalreporter.write_line(f"{test}: {' '.join(text.split())}")
