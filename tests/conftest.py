@@ -28,8 +28,10 @@ os.environ.update(connection_env())
 # --- Two tests at a time (``make test``: pytest-xdist, two workers, ``--dist loadscope``) ---
 # The e2e tests share one embedded runtime, so they are one scope: one worker runs them, in order; the
 # scaled-mode module (an instance of its own) is another scope; every other test is a scope of its own.
-# A test marked ``exclusive`` stops or breaks a server of the shared test bed (sshd, slurmctld, S3, a
-# Postgres, the runtime) or counts a shared table: it runs with no other test-bed test beside it.
+# A test marked ``exclusive`` stops or breaks a server of the shared test bed (sshd, slurmctld, S3, the
+# machine's Postgres, Grid Engine), fills a cluster or counts a shared table: it runs with no other
+# test-bed test beside it. Killing a component of the embedded runtime needs no mark: only the e2e
+# tests use that runtime, and they run one at a time.
 # (xdist's own ``loadgroup`` marks do not work with pytest 9: xdist renames items through a private
 # attribute pytest 9 no longer reads.)
 SCALED = "tests/e2e/test_scaled_mode.py"

@@ -138,8 +138,8 @@ def test_grid_engine_machine_runs_an_ensemble(airflow: AirflowClient) -> None:
     published_outputs(catalog, run_id, jobs)
 
 
-@pytest.mark.exclusive  # gamma has 2 slots
-@pytest.mark.parametrize("machine", ["beta", "gamma"])
+# gamma has 2 slots: its case runs alone
+@pytest.mark.parametrize("machine", ["beta", pytest.param("gamma", marks=pytest.mark.exclusive)])
 def test_failing_member_names_state_exit_code_and_stderr(airflow: AirflowClient, machine: str) -> None:
     run_id, final, tis = run_drill(
         airflow, {"machine": machine, "members": 2, "seconds": 0, "fail_members": [1]}
@@ -171,7 +171,6 @@ def kill_and_restart(component: str) -> None:
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
 
 
-@pytest.mark.exclusive  # kills a runtime component
 def test_scheduler_killed_while_members_submit_moves_again_within_a_minute(airflow: AirflowClient) -> None:
     """The scheduler's session is killed while members are in workers submitting (the drill whose members
     submit from workers): after the restart
@@ -198,7 +197,6 @@ def test_scheduler_killed_while_members_submit_moves_again_within_a_minute(airfl
     assert sorted(submitted_names("alpha", names)) == sorted(names), "re-attached: one job per member"
 
 
-@pytest.mark.exclusive  # kills a runtime component
 @pytest.mark.parametrize("component", ["triggerer", "scheduler"])
 def test_component_killed_mid_run_loses_and_duplicates_nothing(
     airflow: AirflowClient, component: str
@@ -436,7 +434,6 @@ def caught_after_submit(
     pytest.fail(f"three members of {dag_id} got past the window before they could be caught")
 
 
-@pytest.mark.exclusive  # kills a runtime component
 def test_worker_killed_after_submitting_reattaches_to_its_job_by_name(airflow: AirflowClient) -> None:
     """The member's task dies between its job's submission and its deferral: the retry finds the job by
     its name on the machine and re-attaches; the job runs once and the run succeeds."""
@@ -471,7 +468,6 @@ def catch_triggerer_after_submit(
     pytest.fail(f"the member of {run_id} was neither submitted nor recorded within {timeout} s")
 
 
-@pytest.mark.exclusive  # kills a runtime component
 def test_triggerer_killed_after_submitting_reattaches_to_the_job_by_name(airflow: AirflowClient) -> None:
     """The triggerer dies between a member's batched submission and its record (XCom, catalog): the
     member's trigger runs again in the new triggerer, finds the job by its name and re-attaches; the job
