@@ -155,7 +155,7 @@ class BatchJobOperator(BaseOperator):
         job_id, reattached = hook.submit(spec)
         self.submitted(context, spec, job_id, reattached, held_resubmits)
         if not self.deferrable:
-            status = hook.wait(JobRef(job_id, spec.exit_file), self.poll_interval)
+            status = hook.wait(JobRef(job_id, spec.exit_file, spec.name), self.poll_interval)
             return self._finish(context, status, spec.walltime_minutes)
         self.defer(
             trigger=BatchJobTrigger(
@@ -164,6 +164,7 @@ class BatchJobOperator(BaseOperator):
                 batch_system=hook.machine.batch_system,
                 job_id=job_id,
                 exit_file=spec.exit_file,
+                job_name=spec.name,
                 poll_interval=self.poll_interval,
                 held_timeout=60.0 * self._held_timeout_minutes(hook),
                 watch_exit_files=hook.machine.watch_exit_files,

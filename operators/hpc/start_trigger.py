@@ -104,7 +104,7 @@ class BatchSubmitTrigger(BaseTrigger):
                 watch_job(
                     self,
                     _address(machine),
-                    JobRef(job_id, spec.exit_file),
+                    JobRef(job_id, spec.exit_file, spec.name),
                     poll_interval=op.poll_interval,
                     held_timeout=60.0 * op._held_timeout_minutes(hook),
                 )

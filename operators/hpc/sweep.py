@@ -114,4 +114,4 @@ def _workdir(hook: BatchHook, row: Mapping[str, Any]) -> str:
 
 
 def _ref(hook: BatchHook, row: Mapping[str, Any]) -> JobRef:
-    return JobRef(str(row["native_id"]), exit_file(_workdir(hook, row), row["name"]))
+    return JobRef(str(row["native_id"]), exit_file(_workdir(hook, row), row["name"]), row["name"])

@@ -74,6 +74,7 @@ class BatchJobTrigger(BaseTrigger):
         poll_interval: float = 5.0,
         held_timeout: float | None = None,
         watch_exit_files: bool = False,
+        job_name: str | None = None,  # None in triggers serialized by earlier versions: no name check
         not_before: float | None = None,  # in triggers serialized by earlier versions; ignored
     ) -> None:
         super().__init__()
@@ -85,6 +86,7 @@ class BatchJobTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.held_timeout = held_timeout
         self.watch_exit_files = watch_exit_files
+        self.job_name = job_name
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -98,6 +100,7 @@ class BatchJobTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "held_timeout": self.held_timeout,
                 "watch_exit_files": self.watch_exit_files,
+                "job_name": self.job_name,
             },
         )
 
@@ -107,7 +110,7 @@ class BatchJobTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # Never raises out of run(): one terminal event, interpreted in execute_complete.
-        job = JobRef(self.job_id, self.exit_file)
+        job = JobRef(self.job_id, self.exit_file, self.job_name)
         yield TriggerEvent(
             await watch_job(
                 self, self._address, job, poll_interval=self.poll_interval, held_timeout=self.held_timeout

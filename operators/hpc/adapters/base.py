@@ -29,10 +29,18 @@ def template(name: str) -> Template:
 
 @dataclass(frozen=True)
 class JobRef:
-    """A job being watched: its native id and the exit-code file its script writes."""
+    """A job being watched: its native id, the exit-code file its script writes and, for the jobs we
+    submitted, its name. A batch system that lost jobs in a controller crash gives their ids to new jobs
+    (Slurm restarts its numbering from its last saved state): a record of another name under the id is
+    not this job, and is read as no record (the job is then judged by its exit file, or lost)."""
 
     job_id: str
     exit_file: str
+    name: str | None = None
+
+    def owns(self, record_name: str) -> bool:
+        """Whether a batch-system record named ``record_name`` can be this job's."""
+        return self.name is None or record_name == self.name
 
 
 class BatchAdapter(ABC):

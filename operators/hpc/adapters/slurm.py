@@ -122,7 +122,7 @@ class SlurmAdapter(BatchAdapter):
         exit_codes = parse_exit_files(sections[2], jobs)
         result: dict[str, JobStatus] = {}
         for job in jobs:
-            result[job.job_id] = _judge(job.job_id, queue.get(job.job_id), acct.get(job.job_id), exit_codes)
+            result[job.job_id] = _judge(job.job_id, _own(queue, job), _own(acct, job), exit_codes)
         return result
 
     def cancel_command(self, job_ids: Sequence[str]) -> str:
@@ -205,13 +205,19 @@ class SlurmAdapter(BatchAdapter):
         return Estimate(False, None, "; ".join(reasons)[:300] or "sbatch --test-only refused the job")
 
 
-def _rows(lines: Sequence[str]) -> dict[str, list[str]]:
-    rows: dict[str, list[str]] = {}
+def _rows(lines: Sequence[str]) -> dict[str, list[list[str]]]:
+    """Rows ``id|name|...`` by job id; an id reused after a controller crash has several."""
+    rows: dict[str, list[list[str]]] = {}
     for line in lines:
         fields = line.split("|")
         if len(fields) >= 2 and fields[0].isdigit():
-            rows[fields[0]] = fields
+            rows.setdefault(fields[0], []).append(fields)
     return rows
+
+
+def _own(rows: dict[str, list[list[str]]], job: JobRef) -> list[str] | None:
+    """The last row under the job's id that can be this job's (its name, when the job has one)."""
+    return next((r for r in reversed(rows.get(job.job_id, [])) if job.owns(r[1])), None)
 
 
 def _exit_code(field: str) -> int | None:

@@ -186,6 +186,7 @@ def trigger(job: int, interval: float) -> BatchJobTrigger:
         job_id=str(job),
         exit_file=f"/w/{job}.exit",
         poll_interval=interval,
+        job_name=f"uf-job-{job}",
     )
 
 
@@ -239,11 +240,12 @@ def test_the_trigger_serializes_what_it_was_given_and_loads_what_earlier_version
         "poll_interval": 2.0,
         "held_timeout": None,
         "watch_exit_files": False,
+        "job_name": "uf-job-7",
     }
     # triggers deferred before an upgrade held their event until ``not_before`` and had no
-    # ``watch_exit_files``: they still load
-    earlier = {k: v for k, v in kwargs.items() if k != "watch_exit_files"}
-    assert BatchJobTrigger(**earlier, not_before=1.0).serialize() == (path, kwargs)
+    # ``watch_exit_files`` and no ``job_name`` (their records are not checked by name): they still load
+    earlier = {k: v for k, v in kwargs.items() if k not in ("watch_exit_files", "job_name")}
+    assert BatchJobTrigger(**earlier, not_before=1.0).serialize() == (path, {**kwargs, "job_name": None})
 
 
 def test_a_poller_that_waits_on_the_machine_polls_new_jobs_at_once_then_waits_there_for_exit_files() -> None:

@@ -158,3 +158,26 @@ def test_estimate_now_later_and_refused() -> None:
 def test_estimate_command_quotes_the_partition() -> None:
     command = slurm.estimate_command("debug;touch x", 2, 1000, 10)
     assert "-p 'debug;touch x' -c 2 --mem=1000M --time=10" in command
+
+
+def test_an_id_slurm_gave_to_another_job_after_losing_ours_is_not_read_as_ours() -> None:
+    """Seen in CI: slurmctld killed just after job 422 (member 2) was submitted lost it, restarted its
+    numbering from its saved state and gave 422 to member 0's retry, which completed. Member 2 must not
+    be judged by that record."""
+    ours = JobRef("422", "/w/uf-member-2.exit", "uf-member-2")
+    other = "422|uf-member-0|COMPLETED|0:0|00:00:30"
+    statuses = slurm.parse_status(status_output(sacct=other), [ours])
+    assert statuses["422"].state is JobState.UNKNOWN  # no record of ours: the grace polls, then lost
+    # its exit file still judges it (the job's script ran to its end)
+    with_file = status_output(sacct=other, exit_files="/w/uf-member-2.exit:0")
+    assert slurm.parse_status(with_file, [ours])["422"].native_state == "exit-file"
+    # both records under the id (ours was accounted before the crash): ours is read
+    both = status_output(
+        squeue="422|uf-member-0|RUNNING|None", sacct=f"422|uf-member-2|FAILED|1:0|00:00:05\n{other}"
+    )
+    status = slurm.parse_status(both, [ours])["422"]
+    assert (status.state, status.exit_code) == (JobState.FAILED, 1)
+    # a job watched without a name (one started outside urgentflow) is read as before
+    assert slurm.parse_status(status_output(sacct=other), [JobRef("422", "/w/x.exit")])["422"].state is (
+        JobState.COMPLETED
+    )
