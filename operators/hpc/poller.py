@@ -189,10 +189,13 @@ class MachinePoller:
             status = self.adapter.status_command(group)
             return f"{wait_for_exit_files_command(group, wait)}; {status}" if wait else status
 
-        # Whether a wait fits is judged with a wait, also for a poll that does not wait (new watchers).
-        self.cut = len(fitting(refs, lambda group: len(command(group, 1).encode()))) > 1
+        # Whether a wait fits is judged with the longest wait, also for a poll that does not wait (new
+        # watchers): when it fits, every poll of these jobs is one command.
+        self.cut = (
+            len(fitting(refs, lambda group: len(command(group, MAX_WAIT_ON_MACHINE_SECONDS).encode()))) > 1
+        )
         wait = 0 if self.cut else wait
-        groups = fitting(refs, lambda group: len(command(group, wait).encode()))
+        groups = fitting(refs, lambda group: len(command(group, 0).encode())) if self.cut else [refs]
         statuses: dict[str, JobStatus] = {}
         woken = None
         for group in groups:
