@@ -37,6 +37,18 @@ class Producer:
         )
 
 
+@dataclass(frozen=True)
+class JobRecord:
+    """One batch job's state, as ``Catalog.record_jobs`` keeps it."""
+
+    machine: str
+    native_id: str
+    name: str
+    state: str
+    exit_code: int | None = None
+    producer: Producer | None = None
+
+
 def task_map_index(ti: Any) -> int:
     """A task instance's map index; -1 when the task is not mapped (Airflow says None or -1)."""
     index = getattr(ti, "map_index", None)
@@ -150,22 +162,30 @@ class Catalog:
         producer: Producer | None = None,
     ) -> int:
         """Upsert a job by (machine, native id) and add ``state`` to its history (once per state)."""
-        p = producer or Producer()
-        with self._transaction() as cur:
-            cur.execute(
-                "INSERT INTO jobs (machine, native_id, name, dag_id, run_id, task_id, map_index, state,"
-                " exit_code) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (machine, native_id) DO UPDATE SET state = EXCLUDED.state,"
-                " exit_code = EXCLUDED.exit_code, updated_at = now()"
-                " RETURNING id",
-                (machine, native_id, name, p.dag_id, p.run_id, p.task_id, p.map_index, state, exit_code),
-            )
-            job_id = int(cur.fetchone()[0])
-            cur.execute(
-                "INSERT INTO job_states (job_id, state, exit_code) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                (job_id, state, exit_code),
-            )
+        [job_id] = self.record_jobs([JobRecord(machine, native_id, name, state, exit_code, producer)])
         return job_id
+
+    def record_jobs(self, jobs: Sequence[JobRecord]) -> list[int]:
+        """``record_job`` for many jobs in one transaction (an ensemble submitted together)."""
+        ids = []
+        with self._transaction() as cur:
+            for job in jobs:
+                p = job.producer or Producer()
+                cur.execute(
+                    "INSERT INTO jobs (machine, native_id, name, dag_id, run_id, task_id, map_index, state,"
+                    " exit_code) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (machine, native_id) DO UPDATE SET state = EXCLUDED.state,"
+                    " exit_code = EXCLUDED.exit_code, updated_at = now()"
+                    " RETURNING id",
+                    (job.machine, job.native_id, job.name, p.dag_id, p.run_id, p.task_id, p.map_index,
+                     job.state, job.exit_code),
+                )  # fmt: skip
+                ids.append(int(cur.fetchone()[0]))
+                cur.execute(
+                    "INSERT INTO job_states (job_id, state, exit_code) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                    (ids[-1], job.state, job.exit_code),
+                )
+        return ids
 
     def datasets_of_run(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         return self._all(

@@ -83,30 +83,36 @@ class BatchHook(BaseHook):
 
         One remote command (it also creates the work directory): see ``operators.hpc.submission``.
         """
+        found = self._lookup(spec)
+        return (found.job_id, found.why) if isinstance(found, submission.Found) else None
+
+    def _lookup(self, spec: JobSpec) -> submission.Found | submission.Absent:
         out = self.transport.run(submission.lookup_command(self.adapter, [spec])).check("job lookup")
         [found] = submission.parse_lookup(self.adapter, out.stdout, [spec])
         if isinstance(found, submission.SubmissionError):
             raise found
-        return (found.job_id, found.why) if found else None
+        return found
 
     def submit(self, spec: JobSpec) -> tuple[str, bool]:
         """Submit ``spec`` unless it already has a live or unjudged job; returns ``(job_id, reattached)``.
 
         Two remote commands: the look-up, then script, submission and job-id record.
         """
-        existing = self.find(spec)
-        if existing:
-            job_id, why = existing
-            self.log.info("Re-attaching to %s job %s (%s) on %s", why, job_id, spec.name, self.machine.name)
-            return job_id, True
-        script = submission.submit_command(self.adapter, [spec])
-        out = self.transport.run(submission.SUBMIT, stdin=script).check("submission")
-        [submitted] = submission.parse_submit(self.adapter, out.stdout, [spec])
-        if isinstance(submitted, submission.SubmissionError):
-            raise submitted
-        job_id = submitted
-        self.log.info("Submitted %s as job %s on %s", spec.name, job_id, self.machine.name)
-        return job_id, False
+        found = self._lookup(spec)
+        if isinstance(found, submission.Absent):
+            script = submission.submit_command(self.adapter, [spec], [found])
+            out = self.transport.run(submission.SUBMIT, stdin=script).check("submission")
+            [submitted] = submission.parse_submit(self.adapter, out.stdout, [spec])
+            if isinstance(submitted, submission.SubmissionError):
+                raise submitted
+            if isinstance(submitted, str):
+                self.log.info("Submitted %s as job %s on %s", spec.name, submitted, self.machine.name)
+                return submitted, False
+            found = submitted
+        self.log.info(
+            "Re-attaching to %s job %s (%s) on %s", found.why, found.job_id, spec.name, self.machine.name
+        )
+        return found.job_id, True
 
     def mark_judged(self, workdir: str, name: str, job_id: str) -> None:
         """Record that a task consumed this job's end: a later try submits afresh instead of re-attaching."""

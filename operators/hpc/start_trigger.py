@@ -8,6 +8,8 @@ watches it through the machine's poller. A job that completes ends the task here
 with the job as its return value); every other end (failure, walltime, a hold, an error) resumes the
 task in a worker, whose ``execute_complete`` judges it exactly as for a job submitted from a worker.
 A task whose arguments the triggerer cannot resolve resumes in a worker at once and submits from there.
+The first member trigger of a mapped ensemble also submits its deferred siblings' first jobs
+(``operators.hpc.ahead``): the ensemble goes out in one batch, not at the pace its triggers start.
 
 Running it twice (a triggerer restart, a retry) re-attaches by the job's name: never two jobs.
 """
@@ -24,10 +26,12 @@ from typing import Any, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
+from operators.hpc import ahead
 from operators.hpc.adapters import JobRef
 from operators.hpc.async_transport import async_transport
 from operators.hpc.hook import judged_command
 from operators.hpc.operators import BatchJobOperator
+from operators.hpc.spec import JobSpec
 from operators.hpc.states import JobState, JobStatus
 from operators.hpc.submitter import get_submitter
 from operators.hpc.trigger_args import TriggerTI, Unresolvable, operator_kwargs
@@ -65,21 +69,36 @@ class BatchSubmitTrigger(BaseTrigger):
             {"operator_kwargs": self.operator_kwargs},
         )
 
-    def _operator(self, ti: Any) -> BatchJobOperator:
+    def _prepare(self, ti: Any) -> tuple[BatchJobOperator, JobSpec]:
+        """The task's operator and job spec, worked out as a worker would (blocking: run in a thread)."""
         kwargs = operator_kwargs(ti, self.operator_kwargs)
         op = BatchJobOperator(task_id=ti.task_id, **{k: v for k, v in kwargs.items() if k in _PARAMETERS})
         if not op.deferrable:
             raise Unresolvable("deferrable=False: the job is waited for in a worker")
-        return op
+        context: Any = {"ti": TriggerTI(ti, ti.task.dag)}
+        return op, op._spec(context, int(op.walltime_minutes))
+
+    def _siblings(self, ti: Any) -> list[ahead.Sibling]:
+        """The jobs of ``ti``'s deferred siblings (the ones whose arguments work out here)."""
+        siblings = []
+        for index in ahead.deferred_siblings(ti):
+            try:
+                op, spec = self._prepare(ahead.sibling_ti(ti, index))
+            except Exception as exc:  # its own trigger resolves it (or resumes it in a worker)
+                self.log.debug("Not submitting ahead for map index %d: %s", index, exc)
+                continue
+            machine = op.hook().machine
+            submitter = get_submitter(machine.connection, machine.batch_system)
+            siblings.append(ahead.Sibling(index, spec, machine.name, submitter, op.catalog_conn_id))
+        return siblings
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         ti: Any = self.task_instance
         context: Any = {"ti": TriggerTI(ti, ti.task.dag)}
         started = time.monotonic()
         try:
-            op = await _in_thread(self._operator, ti)
+            op, spec = await _in_thread(self._prepare, ti)
             hook = op.hook()
-            spec = await _in_thread(op._spec, context, int(op.walltime_minutes))
             self.log.info("Arguments resolved in %.2f s", time.monotonic() - started)
         except Unresolvable as exc:
             yield TriggerEvent({"status": "in_worker", "reason": str(exc)})
@@ -96,8 +115,16 @@ class BatchSubmitTrigger(BaseTrigger):
             # ends and on_kill cancels what it submitted.
             submitter = get_submitter(machine.connection, machine.batch_system)
             self._submission = asyncio.ensure_future(submitter.submit(spec))
+            if getattr(ti.task, "is_mapped", False):
+                ahead.start(ti, self._siblings, _in_thread)
             job_id, reattached = await asyncio.shield(self._submission)
             self.log.info("Submission returned after %.2f s", time.monotonic() - started)
+            try:
+                reattached = ahead.claim(submitter.key, spec, job_id, reattached)
+            except ahead.Mismatch:
+                await cancel_job(self, _address(machine), job_id)
+                await async_transport(machine.connection).run(judged_command(spec.workdir, spec.name, job_id))
+                raise
             # The job is safe from here (its record on the machine names it): watching starts at once,
             # while the job is kept for the UI and the catalog (XCom, catalog row) beside it.
             watching = asyncio.ensure_future(

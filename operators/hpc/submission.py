@@ -11,6 +11,11 @@ Every submission, one job or an ensemble, from a worker (``BatchHook``) or from 
    the batch system answered to the job's record file in the same shell, so a restart finds the job
    even after the batch system forgot it; a failure of one job is reported for that job and never
    stops the others.
+
+Two submitters of one job at once (a worker and a trigger, two triggerers, a member and the sibling that
+submits ahead for it) never make two jobs: each job's submission holds a lock on the machine (``flock``
+on ``<record>.lock``) and first checks that the record is still the one its look-up saw (``cksum``); when
+it is not, another submitter got there first, and the job it recorded is re-attached to instead.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ class SubmissionError(RuntimeError):
     """One job could not be submitted (the others of its batch may have been)."""
 
 
+EXISTING = "urgentflow-submit-existing"
+JUDGED = "urgentflow-judged-mark"
+
+
 @dataclass(frozen=True)
 class Found:
     """A job a spec already has: ``why`` is "live" (the batch system runs it) or "unjudged"."""
@@ -39,16 +48,34 @@ class Found:
     why: str
 
 
+@dataclass(frozen=True)
+class Absent:
+    """No job to re-attach to: submit one. ``seen`` is the record file as the look-up saw it (its
+    ``cksum``; empty when there was none: the job was never submitted)."""
+
+    seen: str
+
+    @property
+    def never_submitted(self) -> bool:
+        return not self.seen
+
+
+def _cksum(path: str) -> str:
+    """A command printing the ``cksum`` of ``path``, nothing when it does not exist."""
+    return f"{{ cksum < {shlex.quote(path)}; }} 2>/dev/null"
+
+
 def lookup_command(adapter: BatchAdapter, specs: Sequence[JobSpec]) -> str:
-    """The live jobs of all specs (one batch-system query), then 3 sections per spec: "prepared"
-    (its work directory exists), its job-id record, its judged mark."""
+    """The live jobs of all specs (one batch-system query), then 4 sections per spec: "prepared"
+    (its work directory exists), its job-id record, its judged mark, the record's ``cksum``."""
     q = shlex.quote
     parts = [f"{{ {adapter.find_all_command(specs)}; }} 2>/dev/null; echo '{SECTION}'"]
     for spec in specs:
         parts.append(
             f"{{ {adapter.prepare_command(spec)}; }} >/dev/null 2>&1 && echo prepared; echo '{SECTION}'; "
             f"cat {q(spec.record_file)} 2>/dev/null; echo '{SECTION}'; "
-            f"cat {q(spec.judged_file)} 2>/dev/null; echo '{SECTION}'"
+            f"cat {q(spec.judged_file)} 2>/dev/null; echo '{SECTION}'; "
+            f"{_cksum(spec.record_file)}; echo '{SECTION}'"
         )
     return "; ".join(parts) + "; true"
 
@@ -71,19 +98,20 @@ def decide(
 
 def parse_lookup(
     adapter: BatchAdapter, stdout: str, specs: Sequence[JobSpec]
-) -> list[Found | SubmissionError | None]:
-    """Per spec: the job to re-attach to, None to submit, or why its work directory could not be made."""
+) -> list[Found | Absent | SubmissionError]:
+    """Per spec: the job to re-attach to, ``Absent`` to submit, or why its work directory could not be made."""
     sections = split_sections(stdout)
-    if len(sections) < 1 + 3 * len(specs):
+    if len(sections) < 1 + 4 * len(specs):
         raise ValueError(f"job lookup printed {len(sections)} sections for {len(specs)} jobs")
     live = adapter.parse_find_all("\n".join(sections[0]))
-    results: list[Found | SubmissionError | None] = []
+    results: list[Found | Absent | SubmissionError] = []
     for i, spec in enumerate(specs):
-        prepared, recorded, judged = sections[1 + 3 * i : 4 + 3 * i]
+        prepared, recorded, judged, seen = sections[1 + 4 * i : 5 + 4 * i]
         if "prepared" not in prepared:
             results.append(SubmissionError(f"creating {spec.workdir} failed"))
         else:
-            results.append(decide(adapter, live.get(spec.name), recorded, judged))
+            found = decide(adapter, live.get(spec.name), recorded, judged)
+            results.append(found or Absent(" ".join(seen).strip()))
     return results
 
 
@@ -97,34 +125,52 @@ def _heredoc(path: str, text: str) -> str:
 SUBMIT = "bash -s"  # the submit script goes on stdin: no job script, no environment in a log line
 
 
-def submit_command(adapter: BatchAdapter, specs: Sequence[JobSpec]) -> str:
+def submit_command(adapter: BatchAdapter, specs: Sequence[JobSpec], seen: Sequence[Absent]) -> str:
     """The script ``SUBMIT`` reads on stdin (its stdin: nothing in it may read more; every block reads
-    /dev/null). One section per spec: the submission's output, or ``FAILED <code>`` after it. The output is also
-    the job's record file, moved in place by the same shell right after the submission: a crash of
-    ours after this command started leaves no job without its record. (Captured in a file, not with
-    ``$(...)``: a local job started in the background there, after a here-document, never ran.)"""
+    /dev/null). One section per spec: the submission's output, or ``FAILED <code>`` after it, or
+    ``EXISTING`` with the record and judged mark another submitter left since the look-up (``seen``: what
+    the look-up saw, per spec). The output is also the job's record file, moved in place by the same shell
+    right after the submission, under the job's lock: a crash of ours after this command started leaves
+    no job without its record. (Captured in a file, not with ``$(...)``: a local job started in the
+    background there, after a here-document, never ran.)"""
     q = shlex.quote
     parts = []
-    for spec in specs:
-        out = q(f"{spec.record_file}.submitting")
+    for spec, absent in zip(specs, seen, strict=True):
+        out, record = q(f"{spec.record_file}.submitting"), q(spec.record_file)
         parts.append(
-            "( "
+            "{ if command -v flock >/dev/null 2>&1 && ! flock -w 60 9; then "
+            + f'echo "{FAILED} lock"; '
+            + f'elif [ "$({_cksum(spec.record_file)})" != {q(absent.seen)} ]; then '
+            + f"echo '{EXISTING}'; cat {record} 2>/dev/null; echo '{JUDGED}'; cat {q(spec.judged_file)} 2>/dev/null; "
+            + "else ( "
             + _heredoc(spec.script_path, adapter.render_script(spec))
             + f"chmod 750 {q(spec.script_path)} && {adapter.submit_command(spec)}\n"
             + f") < /dev/null > {out} 2>&1; rc=$?; cat {out}; "
-            + f'if [ "$rc" = 0 ]; then mv -f {out} {q(spec.record_file)}; else rm -f {out}; echo "{FAILED} $rc"; fi\n'
+            + f'if [ "$rc" = 0 ]; then mv -f {out} {record}; else rm -f {out}; echo "{FAILED} $rc"; fi; '
+            + f"fi; }} 9> {q(spec.record_file + '.lock')}\n"
             + f"echo '{SECTION}'\n"
         )
     return "".join(parts) + "true\n"
 
 
-def parse_submit(adapter: BatchAdapter, stdout: str, specs: Sequence[JobSpec]) -> list[str | SubmissionError]:
-    """Per spec: the new job id, or what the batch system said when it refused the job."""
+def parse_submit(
+    adapter: BatchAdapter, stdout: str, specs: Sequence[JobSpec]
+) -> list[str | Found | SubmissionError]:
+    """Per spec: the new job id, the job another submitter made meanwhile, or what the batch system said
+    when it refused the job."""
     sections = split_sections(stdout)
-    results: list[str | SubmissionError] = []
+    results: list[str | Found | SubmissionError] = []
     for i, spec in enumerate(specs):
         lines = sections[i] if i < len(sections) else []
         text = "\n".join(lines)
+        if lines and lines[0] == EXISTING:
+            mark = lines.index(JUDGED) if JUDGED in lines else len(lines)
+            found = decide(adapter, None, lines[1:mark], lines[mark + 1 :])
+            results.append(
+                found
+                or SubmissionError(f"submitting {spec.name}: another submission changed its record meanwhile")
+            )
+            continue
         if any(line.startswith(FAILED) for line in lines) or not lines:
             results.append(
                 SubmissionError(f"submitting {spec.name} failed: {text.strip()[-500:] or 'no output'}")
@@ -142,6 +188,7 @@ def chunks(adapter: BatchAdapter, specs: Sequence[JobSpec]) -> list[Sequence[Job
     return fitting(
         specs,
         lambda group: max(
-            len(submit_command(adapter, group).encode()), len(lookup_command(adapter, group).encode())
+            len(submit_command(adapter, group, [Absent("0000000000 00000000")] * len(group)).encode()),
+            len(lookup_command(adapter, group).encode()),
         ),
     )

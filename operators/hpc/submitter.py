@@ -5,6 +5,8 @@ submitter gathers the specs that arrive within ``window`` seconds (an ensemble's
 the triggerer together) and submits them all in two remote commands over the machine's one shared
 connection (``operators.hpc.submission``: the look-up by name, then scripts + submissions + id
 records), however many they are. Specs of the same name in one batch (a trigger run twice) get the same job.
+A spec handed in ``ahead`` of its own task (``operators.hpc.ahead``) is only submitted when it never had a
+job: any later job of that task is its own trigger's decision.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Pending:
     spec: JobSpec
-    future: asyncio.Future[tuple[str, bool]]
+    future: asyncio.Future[tuple[str, bool] | None]
+    ahead: bool = False
 
 
 @dataclass
@@ -42,7 +45,16 @@ class MachineSubmitter:
 
     async def submit(self, spec: JobSpec) -> tuple[str, bool]:
         """Submit ``spec`` unless it has a live or unjudged job; ``(job_id, reattached)`` as ``BatchHook.submit``."""
-        pending = _Pending(spec, asyncio.get_running_loop().create_future())
+        result = await self._enqueue(spec, ahead=False)
+        assert result is not None  # only a spec submitted ahead is ever left alone
+        return result
+
+    async def submit_ahead(self, spec: JobSpec) -> tuple[str, bool] | None:
+        """Submit ``spec`` only if it never had a job (None: left to its own task's trigger)."""
+        return await self._enqueue(spec, ahead=True)
+
+    async def _enqueue(self, spec: JobSpec, ahead: bool) -> tuple[str, bool] | None:
+        pending = _Pending(spec, asyncio.get_running_loop().create_future(), ahead)
         self.pending.append(pending)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop(), name=f"urgentflow-submitter-{self.key}")
@@ -55,10 +67,14 @@ class MachineSubmitter:
             by_name: dict[str, list[_Pending]] = {}
             for item in batch:
                 by_name.setdefault(item.spec.name, []).append(item)
-            specs = [items[0].spec for items in by_name.values()]
+            # a task's own spec wins over the one a sibling built ahead for it
+            specs = [
+                next((i.spec for i in items if not i.ahead), items[0].spec) for items in by_name.values()
+            ]
+            ahead = {name for name, items in by_name.items() if all(item.ahead for item in items)}
             for group in submission.chunks(self.adapter, specs):
                 try:
-                    results = await self._submit(group)
+                    results = await self._submit(group, ahead)
                 except Exception as exc:  # the whole group failed (transport, parse): each waiter gets it
                     results = [exc] * len(group)
                 for spec, result in zip(group, results, strict=True):
@@ -75,32 +91,43 @@ class MachineSubmitter:
         result = await self.transport.run(command, timeout=self.timeout, stdin=stdin)
         return result.check(what).stdout
 
-    async def _submit(self, specs: Sequence[JobSpec]) -> list[tuple[str, bool] | Exception]:
+    async def _submit(
+        self, specs: Sequence[JobSpec], ahead: set[str]
+    ) -> list[tuple[str, bool] | Exception | None]:
         out = await self._run(submission.lookup_command(self.adapter, specs), "job lookup")
-        results: list[tuple[str, bool] | Exception] = []
+        results: list[tuple[str, bool] | Exception | None] = []
         new: list[int] = []
+        seen: list[submission.Absent] = []
         for i, found in enumerate(submission.parse_lookup(self.adapter, out, specs)):
-            if found is None:
+            if isinstance(found, submission.Absent):
+                if specs[i].name in ahead and not found.never_submitted:
+                    results.append(None)
+                    continue
                 new.append(i)
+                seen.append(found)
                 results.append(submission.SubmissionError("not submitted"))
             elif isinstance(found, Exception):
                 results.append(found)
             else:
-                log.info(
-                    "%s: re-attaching to %s job %s (%s)", self.key, found.why, found.job_id, specs[i].name
-                )
-                results.append((found.job_id, True))
+                results.append(self._reattach(found, specs[i]))
         if not new:
             return results
         fresh = [specs[i] for i in new]
-        script = submission.submit_command(self.adapter, fresh)
+        script = submission.submit_command(self.adapter, fresh, seen)
         out = await self._run(submission.SUBMIT, "submission", stdin=script)
         submitted = 0
         for i, job_id in zip(new, submission.parse_submit(self.adapter, out, fresh), strict=True):
-            results[i] = job_id if isinstance(job_id, Exception) else (job_id, False)
-            submitted += not isinstance(job_id, Exception)
+            if isinstance(job_id, submission.Found):
+                results[i] = self._reattach(job_id, specs[i])
+            else:
+                results[i] = job_id if isinstance(job_id, Exception) else (job_id, False)
+                submitted += not isinstance(job_id, Exception)
         log.info("%s: submitted %d of %d jobs in one batch", self.key, submitted, len(fresh))
         return results
+
+    def _reattach(self, found: submission.Found, spec: JobSpec) -> tuple[str, bool]:
+        log.info("%s: re-attaching to %s job %s (%s)", self.key, found.why, found.job_id, spec.name)
+        return found.job_id, True
 
 
 # Per event loop (the triggerer has one; tests and benchmarks make many): loop -> key -> submitter.

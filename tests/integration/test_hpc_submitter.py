@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from operators.hpc import submission
 from operators.hpc.adapters import JobRef
 from operators.hpc.hook import BatchHook
 from operators.hpc.poller import get_poller
@@ -101,3 +102,43 @@ def test_no_job_script_or_environment_value_reaches_a_log_line(caplog: pytest.Lo
     assert isinstance(other, tuple)
     assert secret not in caplog.text and "#SBATCH" not in caplog.text
     hook.cancel([job_id, other[0]])
+
+
+@pytest.mark.parametrize("machine", ["alpha", "gamma"])
+def test_submitters_racing_for_the_same_jobs_make_one_job_each(machine: str) -> None:
+    """A worker and a trigger (or two triggerers, or a member and the sibling submitting ahead for it) that
+    both looked the jobs up before either submitted: the second finds the first's job under the lock."""
+    hook = BatchHook(machine)
+    specs = specs_for(hook, 3)
+    out = hook.transport.run(submission.lookup_command(hook.adapter, specs)).check("job lookup").stdout
+    seen = submission.parse_lookup(hook.adapter, out, specs)
+    assert all(isinstance(s, submission.Absent) and s.never_submitted for s in seen), seen
+    script = submission.submit_command(hook.adapter, specs, seen)  # type: ignore[arg-type]
+    first = hook.transport.run(submission.SUBMIT, stdin=script).check("first submission").stdout
+    second = hook.transport.run(submission.SUBMIT, stdin=script).check("second submission").stdout
+    ids = submission.parse_submit(hook.adapter, first, specs)
+    assert all(isinstance(i, str) for i in ids), ids
+    assert submission.parse_submit(hook.adapter, second, specs) == [
+        submission.Found(str(i), "unjudged") for i in ids
+    ]
+    live = hook.transport.run(hook.adapter.find_all_command(specs)).check("find").stdout
+    assert sorted(hook.adapter.parse_find_all(live).values()) == sorted(map(str, ids)), "one job per name"
+    hook.cancel([str(i) for i in ids])
+
+
+def test_a_spec_submitted_ahead_is_only_ever_a_first_submission() -> None:
+    hook = BatchHook("alpha")
+    fresh, judged = specs_for(hook, 2)
+    job_id, _ = hook.submit(judged)
+    hook.cancel([job_id])
+    hook.mark_judged(judged.workdir, judged.name, job_id)  # its task judged it: the retry is the task's own
+
+    async def scenario() -> list[object]:
+        submitter = get_submitter(hook.machine.connection, hook.machine.batch_system)
+        return list(await asyncio.gather(submitter.submit_ahead(fresh), submitter.submit_ahead(judged)))
+
+    first, left_alone = asyncio.run(scenario())
+    assert isinstance(first, tuple) and first[1] is False
+    assert left_alone is None
+    assert hook.find(judged) is None, "nothing submitted for the judged one"
+    hook.cancel([first[0]])

@@ -7,7 +7,10 @@ import pytest
 from operators.hpc.adapters import get_adapter
 from operators.hpc.spec import JobSpec
 from operators.hpc.submission import (
+    EXISTING,
+    JUDGED,
     SECTION,
+    Absent,
     Found,
     SubmissionError,
     chunks,
@@ -38,7 +41,8 @@ def test_every_command_of_an_ensemble_fits_one_command_line(
     groups = chunks(adapter, specs)
     assert [s for g in groups for s in g] == specs, "every spec once, in order"
     for group in groups:
-        assert len(submit_command(adapter, group).encode()) <= MAX_COMMAND_BYTES
+        seen = [Absent("4294967295 1234567")] * len(group)
+        assert len(submit_command(adapter, group, seen).encode()) <= MAX_COMMAND_BYTES
         assert len(lookup_command(adapter, group).encode()) <= MAX_COMMAND_BYTES
     if members == 500:
         assert len(groups) > 1, "a large ensemble is cut"
@@ -49,21 +53,47 @@ def test_lookup_decides_per_spec_live_then_unjudged_then_new() -> None:
     specs = [spec(i) for i in range(4)]
     live = f"{specs[0].name} 101\n"
     per_spec = [
-        ("prepared", "", ""),
-        ("prepared", "202", "202"),
-        ("prepared", "303;cluster", ""),
-        ("", "", ""),
+        ("prepared", "", "", ""),
+        ("prepared", "202", "202", "3097310712 4"),
+        ("prepared", "303;cluster", "", "1234 12"),
+        ("", "", "", ""),
     ]
     out = (
         live
         + f"{SECTION}\n"
-        + "".join(f"{p}\n{SECTION}\n{r}\n{SECTION}\n{j}\n{SECTION}\n" for p, r, j in per_spec)
+        + "".join(
+            f"{p}\n{SECTION}\n{r}\n{SECTION}\n{j}\n{SECTION}\n{c}\n{SECTION}\n" for p, r, j, c in per_spec
+        )
     )
     found = parse_lookup(adapter, out, specs)
     assert found[0] == Found("101", "live")
-    assert found[1] is None, "judged: submit afresh"
+    assert found[1] == Absent("3097310712 4"), "judged: submit afresh, against the record as seen"
+    assert not found[1].never_submitted
     assert found[2] == Found("303", "unjudged"), "the record holds what sbatch --parsable printed"
     assert isinstance(found[3], SubmissionError) and "creating" in str(found[3])
+
+
+def test_a_job_another_submitter_made_meanwhile_is_re_attached_to() -> None:
+    adapter = get_adapter("slurm")
+    specs = [spec(0), spec(1), spec(2)]
+    out = (
+        f"{EXISTING}\n505\n{JUDGED}\n{SECTION}\n"  # recorded since the look-up, not judged: theirs
+        f"{EXISTING}\n404\n{JUDGED}\n404\n{SECTION}\n"  # changed, yet judged: refuse, never guess
+        f"606\n{SECTION}\n"
+    )
+    theirs, changed, ours = parse_submit(adapter, out, specs)
+    assert theirs == Found("505", "unjudged")
+    assert isinstance(changed, SubmissionError) and "meanwhile" in str(changed)
+    assert ours == "606"
+
+
+def test_each_submission_holds_its_job_s_lock_and_checks_the_record_it_saw() -> None:
+    adapter = get_adapter("slurm")
+    [one] = [spec(0)]
+    script = submit_command(adapter, [one], [Absent("")])
+    assert f"9> {one.record_file}.lock" in script
+    assert "flock -w 60 9" in script
+    assert f"cksum < {one.record_file}" in script and "!= ''" in script
 
 
 def test_a_refused_submission_is_that_spec_s_error_only() -> None:
