@@ -32,7 +32,7 @@ from typing import Any
 
 from operators.catalog.catalog import Catalog, JobRecord, Producer
 from operators.hpc.spec import JobSpec
-from operators.hpc.submitter import MachineSubmitter
+from operators.hpc.submitter import get_submitter
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +45,13 @@ class Mismatch(RuntimeError):
 
 @dataclass(frozen=True)
 class Sibling:
-    """What the leader needs of one sibling: its job spec, its machine's submitter and catalog."""
+    """What the leader needs of one sibling: its job spec, its machine and catalog."""
 
     map_index: int
     spec: JobSpec
     machine: str
-    submitter: MachineSubmitter
+    connection: str | None
+    batch_system: str
     catalog_conn_id: str | None
 
 
@@ -88,13 +89,6 @@ def deferred_siblings(ti: Any) -> list[int]:
     return sorted(indexes)
 
 
-def sibling_ti(ti: Any, map_index: int) -> Any:
-    """``ti`` as its sibling ``map_index`` (its own template context, built afresh)."""
-    sibling = ti.model_copy(update={"map_index": map_index})
-    sibling._cached_template_context = None
-    return sibling
-
-
 def start(
     ti: Any,
     siblings: Callable[[Any], list[Sibling]],
@@ -120,17 +114,20 @@ async def _lead(
     started = time.monotonic()
     try:
         found: list[Sibling] = await in_thread(siblings, ti)
+        log.info("Worked out %d deferred siblings' jobs in %.2f s", len(found), time.monotonic() - started)
         if not found:
             return
+        submitters = [get_submitter(s.connection, s.batch_system) for s in found]
         results = await asyncio.gather(
-            *(s.submitter.submit_ahead(s.spec) for s in found), return_exceptions=True
+            *(submitter.submit_ahead(s.spec) for submitter, s in zip(submitters, found, strict=True)),
+            return_exceptions=True,
         )
         fresh = []
-        for sibling, result in zip(found, results, strict=True):
+        for sibling, submitter, result in zip(found, submitters, results, strict=True):
             if isinstance(result, BaseException):
                 log.info("Not submitted ahead for %s: %s", sibling.spec.name, result)
             elif result is not None and not result[1]:
-                state.submitted[(sibling.submitter.key, sibling.spec.name)] = (
+                state.submitted[(submitter.key, sibling.spec.name)] = (
                     result[0],
                     digest(sibling.spec),
                     time.monotonic(),

@@ -34,7 +34,7 @@ from operators.hpc.operators import BatchJobOperator
 from operators.hpc.spec import JobSpec
 from operators.hpc.states import JobState, JobStatus
 from operators.hpc.submitter import get_submitter
-from operators.hpc.trigger_args import TriggerTI, Unresolvable, operator_kwargs
+from operators.hpc.trigger_args import TriggerTI, Unresolvable, operator_kwargs, sibling_kwargs
 from operators.hpc.triggers import MachineAddress, cancel_job, watch_job
 from operators.machines.catalog import Machine
 
@@ -69,9 +69,10 @@ class BatchSubmitTrigger(BaseTrigger):
             {"operator_kwargs": self.operator_kwargs},
         )
 
-    def _prepare(self, ti: Any) -> tuple[BatchJobOperator, JobSpec]:
+    def _prepare(self, ti: Any, kwargs: dict[str, Any] | None = None) -> tuple[BatchJobOperator, JobSpec]:
         """The task's operator and job spec, worked out as a worker would (blocking: run in a thread)."""
-        kwargs = operator_kwargs(ti, self.operator_kwargs)
+        if kwargs is None:
+            kwargs = operator_kwargs(ti, self.operator_kwargs)
         op = BatchJobOperator(task_id=ti.task_id, **{k: v for k, v in kwargs.items() if k in _PARAMETERS})
         if not op.deferrable:
             raise Unresolvable("deferrable=False: the job is waited for in a worker")
@@ -81,15 +82,20 @@ class BatchSubmitTrigger(BaseTrigger):
     def _siblings(self, ti: Any) -> list[ahead.Sibling]:
         """The jobs of ``ti``'s deferred siblings (the ones whose arguments work out here)."""
         siblings = []
-        for index in ahead.deferred_siblings(ti):
+        for sibling, kwargs in sibling_kwargs(ti, ahead.deferred_siblings(ti)):
             try:
-                op, spec = self._prepare(ahead.sibling_ti(ti, index))
+                if isinstance(kwargs, Exception):
+                    raise kwargs
+                op, spec = self._prepare(sibling, kwargs)
             except Exception as exc:  # its own trigger resolves it (or resumes it in a worker)
-                self.log.debug("Not submitting ahead for map index %d: %s", index, exc)
+                self.log.debug("Not submitting ahead for map index %d: %s", sibling.map_index, exc)
                 continue
-            machine = op.hook().machine
-            submitter = get_submitter(machine.connection, machine.batch_system)
-            siblings.append(ahead.Sibling(index, spec, machine.name, submitter, op.catalog_conn_id))
+            m = op.hook().machine
+            siblings.append(
+                ahead.Sibling(
+                    sibling.map_index, spec, m.name, m.connection, m.batch_system, op.catalog_conn_id
+                )
+            )
         return siblings
 
     async def run(self) -> AsyncIterator[TriggerEvent]:

@@ -19,10 +19,12 @@ arguments, user-defined macros) raises ``Unresolvable``: the task then runs the 
 from __future__ import annotations
 
 import copy
+import functools
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -90,8 +92,27 @@ class _SingleFlight:
         self.keep_seconds = keep_seconds
         self._lock = threading.Lock()
         self._flights: dict[tuple[Any, ...], tuple[Future[Any], float]] = {}
+        self._pinned = threading.local()
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Within this block, this thread reads each value once however long the block takes (one piece
+        of work at one moment: the siblings of an ensemble worked out together, ``operators.hpc.ahead``)."""
+        self._pinned.values = {}
+        try:
+            yield
+        finally:
+            self._pinned.values = None
 
     def read(self, key: tuple[Any, ...], fetch: Callable[[], Any]) -> Any:
+        pinned: dict[tuple[Any, ...], Any] | None = getattr(self._pinned, "values", None)
+        if pinned is None:
+            return self._read(key, fetch)
+        if key not in pinned:
+            pinned[key] = self._read(key, fetch)
+        return copy.deepcopy(pinned[key])
+
+    def _read(self, key: tuple[Any, ...], fetch: Callable[[], Any]) -> Any:
         now = time.monotonic()
         with self._lock:
             for stale in [k for k, (f, until) in self._flights.items() if f.done() and until <= now]:
@@ -161,33 +182,66 @@ def _expanded(ti: Any, task: Any) -> dict[str, Any]:
     raise Unresolvable(f"unknown expand input {type(expand).__name__}")
 
 
+class _Rendering:
+    """Renders task instances of one task: the context (params validated) and the Jinja environment are
+    built once, from ``ti``; ``kwargs`` renders ``ti`` itself or a sibling of it with them."""
+
+    def __init__(self, ti: Any, keep_templates: bool = False) -> None:
+        from airflow.sdk.definitions._internal.templater import Templater, create_template_env
+
+        self.task, self.dag = ti.task, ti.task.dag
+        self.context: Any = dict(ti.get_template_context())
+        native = getattr(self.task, "render_template_as_native_obj", None)
+        native = bool(self.dag.render_template_as_native_obj if native is None else native)
+        self.env = create_template_env(native=native)
+        if keep_templates:  # each sibling renders the same template strings: compile each once
+            self.env.from_string = functools.lru_cache(maxsize=1024)(self.env.from_string)  # type: ignore[method-assign,assignment]
+        self.renderer = Templater()
+        self.renderer.template_ext = ()
+        self.renderer.render_template_as_native_obj = native  # type: ignore[attr-defined]
+
+    def kwargs(self, ti: Any, stored: Mapping[str, Any] | None) -> dict[str, Any]:
+        task, dag = self.task, self.dag
+        if getattr(task, "is_mapped", False):
+            raw = {k: _value(ti, dag, v) for k, v in task.partial_kwargs.items()}
+            raw.update(_expanded(ti, task))
+        elif stored is not None:
+            raw = dict(stored)
+        else:
+            raise Unresolvable("the task stored no arguments")
+        context: Any = dict(self.context)
+        context["ti"] = context["task_instance"] = TriggerTI(ti, dag)
+        for name in task.template_fields:
+            if name in raw:
+                try:
+                    raw[name] = self.renderer.render_template(raw[name], context, self.env, set())
+                except Unresolvable:
+                    raise
+                except Exception as exc:
+                    raise Unresolvable(f"rendering {name}: {type(exc).__name__}: {exc}") from exc
+        return raw
+
+
 def operator_kwargs(ti: Any, stored: Mapping[str, Any] | None) -> dict[str, Any]:
     """The rendered ``__init__`` arguments of ``ti``'s task (``ti.task``: the serialized operator)."""
-    from airflow.sdk.definitions._internal.templater import Templater, create_template_env
+    return _Rendering(ti).kwargs(ti, stored)
 
-    task = ti.task
-    dag = task.dag
-    if getattr(task, "is_mapped", False):
-        raw = {k: _value(ti, dag, v) for k, v in task.partial_kwargs.items()}
-        raw.update(_expanded(ti, task))
-    elif stored is not None:
-        raw = dict(stored)
-    else:
-        raise Unresolvable("the task stored no arguments")
-    context = ti.get_template_context()
-    context["ti"] = context["task_instance"] = TriggerTI(ti, dag)
-    native = getattr(task, "render_template_as_native_obj", None)
-    native = bool(dag.render_template_as_native_obj if native is None else native)
-    env = create_template_env(native=native)
-    renderer = Templater()
-    renderer.template_ext = ()
-    renderer.render_template_as_native_obj = native  # type: ignore[attr-defined]
-    for name in task.template_fields:
-        if name in raw:
+
+def sibling_ti(ti: Any, map_index: int) -> Any:
+    """``ti`` as its sibling ``map_index`` of the same mapped task (its own template context, built afresh)."""
+    sibling = ti.model_copy(update={"map_index": map_index})
+    sibling._cached_template_context = None
+    return sibling
+
+
+def sibling_kwargs(ti: Any, indexes: Iterable[int]) -> Iterator[tuple[Any, dict[str, Any] | Exception]]:
+    """``(sibling task instance, its rendered arguments or why not)`` for each map index of ``ti``'s task:
+    one context, one Jinja environment and one read of each upstream value for all of them."""
+    with _READS.pinned():
+        rendering = _Rendering(ti, keep_templates=True)
+        for index in indexes:
+            sibling = sibling_ti(ti, index)
             try:
-                raw[name] = renderer.render_template(raw[name], context, env, set())
-            except Unresolvable:
-                raise
+                yield sibling, rendering.kwargs(sibling, None)
             except Exception as exc:
-                raise Unresolvable(f"rendering {name}: {type(exc).__name__}: {exc}") from exc
-    return raw
+                yield sibling, exc

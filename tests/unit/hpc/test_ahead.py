@@ -10,6 +10,7 @@ from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
 from operators.hpc import ahead
 from operators.hpc.spec import JobSpec
+from operators.hpc.trigger_args import sibling_ti
 
 
 def spec(i: int, command: str = "echo") -> JobSpec:
@@ -46,7 +47,7 @@ def test_a_sibling_is_the_same_task_instance_with_its_own_index_and_context() ->
         dag_id="d", run_id="r", task_id="member", map_index=0, try_number=1
     )
     ti._cached_template_context = {"ti": ti}  # type: ignore[typeddict-item]
-    sibling = ahead.sibling_ti(ti, 7)
+    sibling = sibling_ti(ti, 7)
     assert (sibling.map_index, sibling.task_id, sibling.run_id) == (7, "member", "r")
     assert sibling._cached_template_context is None, "built afresh for the sibling"
     assert ti.map_index == 0 and ti._cached_template_context is not None, "the leader's own is untouched"
@@ -65,7 +66,13 @@ class FakeSubmitter:
         return result  # type: ignore[no-any-return]
 
 
-def test_the_leader_keeps_what_it_submitted_and_each_sibling_claims_its_own_job() -> None:
+def sibling(i: int, s: JobSpec | None = None) -> ahead.Sibling:
+    return ahead.Sibling(i, s or spec(i), "alpha", "hpc_alpha", "slurm", None)
+
+
+def test_the_leader_keeps_what_it_submitted_and_each_sibling_claims_its_own_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     submitter = FakeSubmitter(
         {
             spec(0).name: ("100", False),  # submitted ahead
@@ -74,10 +81,8 @@ def test_the_leader_keeps_what_it_submitted_and_each_sibling_claims_its_own_job(
             spec(4).name: RuntimeError("ssh down"),  # its own trigger tries again
         }
     )
-    siblings = [
-        ahead.Sibling(i, spec(i), "alpha", submitter, None)  # type: ignore[arg-type]
-        for i in (0, 2, 3, 4)
-    ]
+    monkeypatch.setattr(ahead, "get_submitter", lambda conn_id, batch_system: submitter)
+    siblings = [sibling(i) for i in (0, 2, 3, 4)]
 
     async def in_thread(function: Any, *args: Any) -> Any:
         return function(*args)
@@ -96,15 +101,17 @@ def test_the_leader_keeps_what_it_submitted_and_each_sibling_claims_its_own_job(
     asyncio.run(scenario())
 
 
-def test_a_job_submitted_ahead_with_other_arguments_than_the_task_s_own_is_refused() -> None:
+def test_a_job_submitted_ahead_with_other_arguments_than_the_task_s_own_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     submitter = FakeSubmitter({spec(5).name: ("500", False)})
+    monkeypatch.setattr(ahead, "get_submitter", lambda conn_id, batch_system: submitter)
 
     async def in_thread(function: Any, *args: Any) -> Any:
         return function(*args)
 
     async def scenario() -> None:
-        sibling = ahead.Sibling(5, spec(5), "alpha", submitter, None)  # type: ignore[arg-type]
-        ahead.start(StatesTI({}), lambda _ti: [sibling], in_thread)
+        ahead.start(StatesTI({}), lambda _ti: [sibling(5)], in_thread)
         await asyncio.gather(*ahead._state().tasks)
         with pytest.raises(ahead.Mismatch, match="other arguments"):
             ahead.claim(submitter.key, spec(5, command="echo other"), "500", True)
