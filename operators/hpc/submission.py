@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from operators.hpc.adapters.base import SECTION, BatchAdapter, split_sections
 from operators.hpc.spec import JobSpec
-from operators.hpc.transport import fitting
+from operators.hpc.transport import MAX_COMMAND_BYTES, fitting
 
 FAILED = "urgentflow-submit-failed"
 
@@ -183,12 +183,20 @@ def parse_submit(
     return results
 
 
+# The submit script goes on stdin, not on a command line: only its look-up command must fit one (the
+# script is bounded so that one command of a batch stays well within the transport's timeout).
+MAX_SCRIPT_BYTES = 2_000_000
+
+
 def chunks(adapter: BatchAdapter, specs: Sequence[JobSpec]) -> list[Sequence[JobSpec]]:
-    """The specs cut into groups whose look-up and submit commands both fit one command line."""
+    """The specs cut into groups whose look-up fits one command line and whose submit script (stdin) fits
+    ``MAX_SCRIPT_BYTES``."""
+    scale = MAX_SCRIPT_BYTES // MAX_COMMAND_BYTES
     return fitting(
         specs,
         lambda group: max(
-            len(submit_command(adapter, group, [Absent("0000000000 00000000")] * len(group)).encode()),
+            len(submit_command(adapter, group, [Absent("0000000000 00000000")] * len(group)).encode())
+            // scale,
             len(lookup_command(adapter, group).encode()),
         ),
     )

@@ -9,6 +9,7 @@ from operators.hpc.spec import JobSpec
 from operators.hpc.submission import (
     EXISTING,
     JUDGED,
+    MAX_SCRIPT_BYTES,
     SECTION,
     Absent,
     Found,
@@ -42,10 +43,12 @@ def test_every_command_of_an_ensemble_fits_one_command_line(
     assert [s for g in groups for s in g] == specs, "every spec once, in order"
     for group in groups:
         seen = [Absent("4294967295 1234567")] * len(group)
-        assert len(submit_command(adapter, group, seen).encode()) <= MAX_COMMAND_BYTES
+        assert len(submit_command(adapter, group, seen).encode()) <= MAX_SCRIPT_BYTES, "stdin, bounded"
         assert len(lookup_command(adapter, group).encode()) <= MAX_COMMAND_BYTES
     if members == 500:
         assert len(groups) > 1, "a large ensemble is cut"
+    if env_bytes:  # 600 KB of environment in the scripts: they go on stdin, only the look-ups are cut
+        assert len(groups) == len(chunks(adapter, [spec(i) for i in range(members)]))
 
 
 def test_lookup_decides_per_spec_live_then_unjudged_then_new() -> None:
