@@ -46,7 +46,7 @@ def test_a_sibling_is_the_same_task_instance_with_its_own_index_and_context() ->
     ti = RuntimeTaskInstance.model_construct(
         dag_id="d", run_id="r", task_id="member", map_index=0, try_number=1
     )
-    ti._cached_template_context = {"ti": ti}  # type: ignore[typeddict-item]
+    ti._cached_template_context = {"ti": ti}
     sibling = sibling_ti(ti, 7)
     assert (sibling.map_index, sibling.task_id, sibling.run_id) == (7, "member", "r")
     assert sibling._cached_template_context is None, "built afresh for the sibling"
@@ -63,7 +63,7 @@ class FakeSubmitter:
         result = self.results[s.name]
         if isinstance(result, BaseException):
             raise result
-        return result  # type: ignore[no-any-return]
+        return result
 
 
 def sibling(i: int, s: JobSpec | None = None) -> ahead.Sibling:
