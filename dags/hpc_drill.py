@@ -33,6 +33,7 @@ last lines of stderr). Use it after maintenance, or to measure a machine.
 
 MACHINE = "{{ ti.xcom_pull(task_ids='select_machine')['machine'] }}"
 PARTITION = "{{ ti.xcom_pull(task_ids='select_machine')['partition'] }}"
+STAGED_INPUT = "{{ ti.xcom_pull(task_ids='stage_input')[0]['path'] }}"
 
 MEMBER = (
     '{ echo "member $1 on $(hostname)"; sha256sum "$4"; } > "member-$1.out"; sleep "$2"; '
@@ -108,8 +109,10 @@ def drill(dag_id: str, doc: str, members_from_triggerer: bool) -> None:
         staged = StageToMachineOperator(task_id="stage_input", machine=MACHINE, keys=[drill_input["key"]])
         select >> staged
 
+        # Needs only the params: it runs beside selection and staging, not after them (the staged path is
+        # a template each member renders).
         @task
-        def member_commands(staged: list[dict], params: dict | None = None) -> list[list[str]]:
+        def member_commands(params: dict | None = None) -> list[list[str]]:
             assert params is not None
             failing = set(params["fail_members"])
             return [
@@ -121,7 +124,7 @@ def drill(dag_id: str, doc: str, members_from_triggerer: bool) -> None:
                     str(i),
                     str(params["seconds"]),
                     "3" if i in failing else "0",
-                    staged[0]["path"],
+                    STAGED_INPUT,
                 ]
                 for i in range(params["members"])
             ]
@@ -136,7 +139,8 @@ def drill(dag_id: str, doc: str, members_from_triggerer: bool) -> None:
             held_timeout_minutes="{{ params.held_timeout_minutes }}",
             poll_interval=2.0,
             start_from_trigger=members_from_triggerer,
-        ).expand(command=member_commands(staged.output))
+        ).expand(command=member_commands())
+        staged >> members
 
         # ONE task publishes every member's output and emits ONE Asset event for the ensemble.
         StageFromMachineOperator(
