@@ -26,3 +26,23 @@ def test_a_changed_variable_is_seen_at_once(monkeypatch: pytest.MonkeyPatch) -> 
     assert cached_connection("uf_cache_test2").schema == "one"
     monkeypatch.setenv("AIRFLOW_CONN_UF_CACHE_TEST2", "postgresql://a@127.0.0.1:5432/two")
     assert cached_connection("uf_cache_test2").schema == "two"
+
+
+def test_a_kept_connection_sends_its_extras_to_be_masked_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk import log as sdk_log
+
+    masked: list[object] = []
+    monkeypatch.setattr(sdk_log, "mask_secret", lambda secret, name=None: masked.append(secret))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_UF_CACHE_TEST3",
+        '{"conn_type": "postgres", "host": "127.0.0.1", "extra": {"sslmode": "disable", "token": "t0k"}}',
+    )
+    connection = cached_connection("uf_cache_test3")
+    assert {"sslmode": "disable", "token": "t0k"} in masked, "masked at the lookup"
+    at_lookup = len(masked)
+    extras = connection.extra_dejson
+    assert extras == {"sslmode": "disable", "token": "t0k"}
+    extras["sslmode"] = "require"  # a caller changing its copy changes no one else's
+    assert cached_connection("uf_cache_test3").extra_dejson["sslmode"] == "disable"
+    assert len(masked) == at_lookup, "not again per access"
+    assert type(connection).__name__ == "Connection" and connection.host == "127.0.0.1"
