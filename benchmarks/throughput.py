@@ -6,8 +6,8 @@ hpc_drill's member command: hash a small input, sleep ``--seconds``, exit 0), on
    calls over one already-open SSH connection submits them (timed, client side);
 2. ours: ``hpc_drill`` is triggered through the REST API with ``members``/``seconds``/``machine``;
    its mapped ``member`` task (BatchJobOperator) starts in the triggerer, which submits the members'
-   jobs together (a few remote commands per batch) and watches them. Submission times are the
-   catalog's SUBMITTED records (written by each member's trigger right after its batch's sbatch calls).
+   jobs together (a few remote commands per batch) and watches them. Submission times are the jobs'
+   record files on the machine (their mtime: written by the submitting shell as each sbatch returns).
    Once every member task has ended, the run is failed through the REST API so its ``publish`` task
    (and the Asset event it leads to) does not occupy the shared runtime (``--keep-run`` lets it finish).
 Figures: submission rate ((N - 1) / (last - first submission)), makespan (from the start of the
@@ -42,9 +42,8 @@ os.environ.update(connection_env())
 
 from hpc_drill import MEMBER  # noqa: E402
 
-from operators.catalog.catalog import Catalog  # noqa: E402
 from operators.hpc.hook import BatchHook  # noqa: E402
-from operators.hpc.spec import JobSpec  # noqa: E402
+from operators.hpc.spec import JobSpec, record_file  # noqa: E402
 
 DAG = "hpc_drill"
 WALLTIME_MINUTES = 5  # hpc_drill's default
@@ -134,20 +133,21 @@ def raw_loop(hook: BatchHook, members: int, seconds: int, tag: str) -> Side:
     return Side("raw sbatch loop", started, submitted, job_ids)
 
 
-def member_jobs(catalog: Catalog, run_id: str) -> list[tuple[str, str, float]]:
-    """(machine, native id, SUBMITTED time) of the run's member jobs recorded so far."""
-    with catalog.hook.get_conn() as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT j.machine, j.native_id, s.at FROM jobs j JOIN job_states s ON s.job_id = j.id"
-            " WHERE j.dag_id = %s AND j.run_id = %s AND j.task_id = 'member' AND s.state = 'SUBMITTED'",
-            (DAG, run_id),
-        )
-        return [(m, n, at.timestamp()) for m, n, at in cur.fetchall()]
+def member_jobs(
+    airflow: AirflowClient, hook: BatchHook, run_id: str, members: int
+) -> list[tuple[str, float]]:
+    """(native id, submission time) of the run's member jobs. The time is when the machine wrote the job's
+    record (the batch system's answer, in the same shell right after the submission): catalog rows of
+    jobs submitted ahead for their siblings are written together after the batch, so their times would
+    not be the submissions'."""
+    jobs = [airflow.xcom(DAG, run_id, "member", key="batch_job", map_index=i) for i in range(members)]
+    jobs = [j for j in jobs if j and j["machine"] == hook.machine.name]
+    records = " ".join(shlex.quote(record_file(j["workdir"], j["name"])) for j in jobs)
+    out = hook.transport.run(f"stat -c %.9Y {records}").check("the jobs' record times")
+    return [(j["job_id"], float(t)) for j, t in zip(jobs, out.stdout.split(), strict=True)]
 
 
-def drill(
-    airflow: AirflowClient, catalog: Catalog, hook: BatchHook, args: argparse.Namespace
-) -> tuple[Side, str]:
+def drill(airflow: AirflowClient, hook: BatchHook, args: argparse.Namespace) -> tuple[Side, str]:
     airflow.wait_for_dag(DAG)
     airflow.unpause(DAG)  # as the e2e tests do; schedule=None
     started = time.time()
@@ -171,12 +171,12 @@ def drill(
     states = sorted({t["state"] for t in members})
     if states != ["success"]:
         print(f"  ours: member task states {states}")
-    jobs = [j for j in member_jobs(catalog, run_id) if j[0] == hook.machine.name]
+    jobs = member_jobs(airflow, hook, run_id, args.members)
     side = Side(
         f"ours ({DAG}, mapped BatchJobOperator)",
         started,
-        [j[2] for j in jobs],
         [j[1] for j in jobs],
+        [j[0] for j in jobs],
         airflow_done=max(ends),
     )
     return side, run_id
@@ -219,7 +219,7 @@ def main() -> int:
         parser.error("--members: 2..500 (hpc_drill's limit; the test bed is shared)")
     for noisy in ("operators.hpc.transport", "paramiko"):  # a line per command / sftp upload otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    hook, catalog, airflow = BatchHook(args.machine), Catalog(), AirflowClient()
+    hook, airflow = BatchHook(args.machine), AirflowClient()
     hook.transport.run("true").check("connect")  # the connection is open before any clock runs
     cpus, idle = slots(hook)
     tag = str(int(time.time()))
@@ -234,7 +234,7 @@ def main() -> int:
         sides.append(raw)
         wait_ended(hook, raw, args.timeout)
         print(f"  raw done; {slots(hook)[1]} CPUs idle before ours", flush=True)
-        ours, run_id = drill(airflow, catalog, hook, args)
+        ours, run_id = drill(airflow, hook, args)
         sides.append(ours)
         wait_ended(hook, ours, args.timeout)
     finally:

@@ -38,6 +38,10 @@ def exit_file(workdir: str, name: str) -> str:
     return f"{workdir}/{name}.exit"
 
 
+def record_file(workdir: str, name: str) -> str:
+    return f"{workdir}/{name}.job"
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """A batch job. ``command`` is an argv list: every element is quoted, so values stay data.
@@ -105,7 +109,7 @@ class JobSpec:
     @property
     def record_file(self) -> str:
         """The id of the job submitted for this spec (written right after submission)."""
-        return f"{self.workdir}/{self.name}.job"
+        return record_file(self.workdir, self.name)
 
     @property
     def judged_file(self) -> str:
