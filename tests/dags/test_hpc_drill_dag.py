@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.definitions._internal.templater import create_template_env
+from modules import load_file
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "hpc_drill.py"
 
@@ -21,11 +21,7 @@ def dags() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def dag_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("hpc_drill_dag_file", DAG_FILE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("hpc_drill_dag_file", DAG_FILE)
 
 
 @pytest.mark.parametrize("dag_id", ["hpc_drill", "hpc_drill_worker"])

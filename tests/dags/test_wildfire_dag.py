@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.definitions._internal.templater import create_template_env
+from modules import load_file
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "wildfire_forecast.py"
 
@@ -21,11 +21,7 @@ def dag() -> Any:
 
 @pytest.fixture(scope="module")
 def dag_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("wildfire_dag_file", DAG_FILE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("wildfire_dag_file", DAG_FILE)
 
 
 def test_selection_runs_beside_prepare_and_every_member_is_published_by_one_task(dag: Any) -> None:

@@ -4,7 +4,6 @@ once, is a no-op the second time, and the database belongs to the role. What it 
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import psycopg2
 import pytest
+from modules import load_file
 
 pytestmark = pytest.mark.integration
 
@@ -19,11 +19,7 @@ PREPARE = Path(__file__).resolve().parents[2] / "deploy" / "init" / "prepare.py"
 
 
 def load_prepare() -> Any:
-    spec = importlib.util.spec_from_file_location("compose_prepare", PREPARE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("compose_prepare", PREPARE)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ image registry). ``tests/integration/test_compose_config.py`` has docker-compose
 from __future__ import annotations
 
 import fnmatch
-import importlib.util
 import json
 import re
 import shlex
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from modules import load_file
 
 from operators.machines.catalog import parse_catalog
 
@@ -39,11 +39,7 @@ FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthM
 
 def load_auth_users() -> Any:
     """scripts/auth_users.py (not a package; importing it imports no Airflow)."""
-    spec = importlib.util.spec_from_file_location("compose_auth_users", ROOT / "scripts" / "auth_users.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("compose_auth_users", ROOT / "scripts" / "auth_users.py")
 
 
 AUTH_USERS = load_auth_users()

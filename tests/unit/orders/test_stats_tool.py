@@ -3,7 +3,6 @@ its exit codes and messages for inputs it cannot use."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -11,17 +10,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from modules import load_file
 
 SCRIPT = Path(__file__).resolve().parents[3] / "include" / "images" / "tools-stats" / "stats.py"
 
 
 @pytest.fixture(scope="module")
 def stats() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("tools_stats", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("tools_stats", SCRIPT)
 
 
 def order(tmp_path: Path, files: dict[str, str], params: dict[str, Any]) -> tuple[str, str]:

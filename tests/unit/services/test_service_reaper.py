@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from modules import load_file
 
 from operators.services.hook import Service
 from operators.services.reaper import FINISHED_RUN_STATES, STARTING_GRACE, ReapReason, reap, reap_reason
@@ -165,17 +166,13 @@ def test_the_reaper_dag_reads_airflow_run_states_as_the_reaper_compares_them(
 ) -> None:
     """The execution API answers a DagRunState enum (its str() is 'DagRunState.SUCCESS'); a run it does
     not know is an error naming 'not found'."""
-    import importlib.util
     from pathlib import Path
 
     from airflow.sdk.execution_time.comms import DagRunStateResult
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
     path = Path(__file__).resolve().parents[3] / "dags" / "service_reaper.py"
-    spec = importlib.util.spec_from_file_location("service_reaper_dag", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_file("service_reaper_dag", path)
 
     def state_of(dag_id: str, run_id: str) -> object:
         if run_id == "gone":
