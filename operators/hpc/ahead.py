@@ -15,7 +15,8 @@ What keeps this safe:
   is never trusted blindly, and two submitters at once are serialised on the machine (``submission``);
 * a sibling's trigger checks that the job submitted ahead for it has its own job spec exactly; when not
   (a template reading something the leader could not know), the job is cancelled and the task fails
-  clearly, so its retry submits its own.
+  clearly, so its retry submits its own. The check is this process's: a sibling whose trigger runs in
+  another triggerer (several of them at once) re-attaches to the job by name, as after a restart.
 """
 
 from __future__ import annotations
