@@ -174,8 +174,12 @@ class Catalog:
                 cur.execute(
                     "INSERT INTO jobs (machine, native_id, name, dag_id, run_id, task_id, map_index, state,"
                     " exit_code) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (machine, native_id) DO UPDATE SET state = EXCLUDED.state,"
-                    " exit_code = EXCLUDED.exit_code, updated_at = now()"
+                    # SUBMITTED is a job's first state; recorded late (a job submitted ahead is recorded
+                    # after its batch, maybe after its own trigger recorded its end) it only adds history.
+                    " ON CONFLICT (machine, native_id) DO UPDATE SET"
+                    " state = CASE WHEN EXCLUDED.state = 'SUBMITTED' THEN jobs.state ELSE EXCLUDED.state END,"
+                    " exit_code = CASE WHEN EXCLUDED.state = 'SUBMITTED' THEN jobs.exit_code"
+                    " ELSE EXCLUDED.exit_code END, updated_at = now()"
                     " RETURNING id",
                     (job.machine, job.native_id, job.name, p.dag_id, p.run_id, p.task_id, p.map_index,
                      job.state, job.exit_code),

@@ -99,6 +99,23 @@ def test_job_state_history(catalog: Catalog) -> None:
     assert [h["state"] for h in catalog.job_history("beta", "7")] == ["COMPLETED"]
 
 
+def test_a_late_submitted_record_keeps_the_state_the_job_already_has(catalog: Catalog) -> None:
+    """A job submitted ahead for a sibling is recorded after its batch: its own trigger may have recorded
+    its end by then."""
+    catalog.migrate()
+    catalog.record_job(machine="alpha", native_id="8", name="uf-z", state="COMPLETED", exit_code=0)
+    catalog.record_job(machine="alpha", native_id="8", name="uf-z", state="SUBMITTED")
+    (job,) = catalog.jobs_on("alpha")
+    assert (job["state"], job["exit_code"]) == ("COMPLETED", 0)
+    assert sorted(h["state"] for h in catalog.job_history("alpha", "8")) == ["COMPLETED", "SUBMITTED"]
+    catalog.record_job(machine="alpha", native_id="9", name="uf-w", state="SUBMITTED")
+    catalog.record_job(machine="alpha", native_id="9", name="uf-w", state="FAILED", exit_code=3)
+    assert {(j["native_id"], j["state"]) for j in catalog.jobs_on("alpha")} == {
+        ("8", "COMPLETED"),
+        ("9", "FAILED"),
+    }
+
+
 def test_a_dataset_whose_lineage_fails_is_not_recorded(catalog: Catalog) -> None:
     catalog.migrate()
     producer = Producer(dag_id="wf", run_id="r1", task_id="stage_out")
