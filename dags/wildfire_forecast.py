@@ -13,7 +13,7 @@ from operators.incidents import NAME_PATTERN, Perimeter, Point, Region, Weather,
 from operators.machines.operators import SelectMachineOperator
 from operators.services.operators import StartServiceOperator
 from operators.storage.assets import PUBLISHED
-from operators.storage.operators import StageFromMachineOperator, StageToMachineOperator
+from operators.storage.operators import StageToMachineOperator
 
 DOC = """
 ### wildfire_forecast
@@ -29,8 +29,9 @@ The urgent-computing flagship (after VESTEC). For one wildfire incident it
    `ensemble_size` fire-spread simulations (`include/wildfire/model.py`: the Alexandridis et al. 2008
    cellular automaton driven by wind, slope, fuel and moisture) as batch jobs, submitted together and
    watched from the triggerer (no worker per member);
-4. **publishes** every member's output to the object store and the catalog in one task (lineage:
-   inputs → member);
+4. each member's job **publishes** its own output to the object store (presigned links, sha256 computed
+   on the machine), catalogued with lineage inputs → member when its end is judged: no task copies
+   files off the machine;
 5. **aggregates** the members into the burn-probability map (PNG with legend, km scale, ignition) and
    data files (npz, CSV of cells, GeoJSON contours), catalogued with lineage members → map;
 6. opens a **result viewer** (a service container serving the map and data) that stays up after the run
@@ -197,10 +198,14 @@ def wildfire_forecast() -> None:
     select >> staged
 
     @task
-    def member_commands(inputs: dict) -> list[list[str]]:
-        """Runs beside stage_inputs: the staged paths are templates, rendered for each member."""
+    def member_args(inputs: dict) -> list[dict]:
+        """Runs beside stage_inputs: the staged paths are templates, rendered for each member; each
+        member publishes its own two files from its job (no task copies them off the machine)."""
         return [
-            ["bash", "-c", MEMBER, "member", *(STAGED.format(n) for n in range(3)), str(i)]
+            {
+                "command": ["bash", "-c", MEMBER, "member", *(STAGED.format(n) for n in range(3)), str(i)],
+                "outputs": [f"member-{i}.npz", f"member-{i}.json"],
+            }
             for i in range(inputs["members"])
         ]
 
@@ -212,29 +217,27 @@ def wildfire_forecast() -> None:
         walltime_minutes=inputs["walltime_minutes"],
         held_timeout_minutes=inputs["held_timeout_minutes"],
         poll_interval=1.0,  # urgent: a member's end is known within a second (one squeue for all jobs)
-    ).expand(command=member_commands(inputs))
+        output_prefix=inputs["members_prefix"],
+        input_dataset_ids=inputs["input_ids"],  # lineage: inputs -> member
+        incident_id=inputs["incident_id"],
+    ).expand_kwargs(member_args(inputs))
     staged >> members
 
-    published = StageFromMachineOperator(
-        task_id="publish_members",
-        jobs=members.output,
-        key_prefix=inputs["members_prefix"],
-        pattern="member-*",
-        input_dataset_ids=inputs["input_ids"],
-        incident_id=inputs["incident_id"],
-        outlets=[PUBLISHED],
-    )
-
-    @task
-    def aggregate(inputs: dict, files: list[dict], ti: Any = None) -> dict:
-        """Burn probability from every member, as a map a person can read and as data, catalogued."""
+    @task(outlets=[PUBLISHED])
+    def aggregate(inputs: dict, jobs: list[dict], ti: Any = None, outlet_events: Any = None) -> dict:
+        """Burn probability from every member, as a map a person can read and as data, catalogued.
+        Its Asset event names the members' outputs and the map (``verify_published`` re-checks them)."""
         import tempfile
         from pathlib import Path
 
         from operators.catalog.catalog import Catalog, Producer
+        from operators.storage.assets import event_extra, record_outlet_events
         from operators.storage.hook import ObjectStoreHook
 
         store, catalog = ObjectStoreHook(), Catalog()
+        files = [
+            o for job in jobs for o in job["outputs"]
+        ]  # each member's npz and json, published by its job
         landscape_mod, aggregate_mod = _wildfire("landscape"), _wildfire("aggregate")
         with tempfile.TemporaryDirectory() as tmp:
             land_path = Path(tmp) / "landscape.npz"
@@ -267,10 +270,22 @@ def wildfire_forecast() -> None:
                     kind.get(path.suffix, "application/octet-stream"),
                 )
                 dataset_id = catalog.record_stored(stored, producer, inputs["incident_id"], member_ids)
-                published.append({"key": stored.key, "dataset_id": dataset_id, "size": stored.size})
+                published.append(
+                    {
+                        "key": stored.key,
+                        "dataset_id": dataset_id,
+                        "size": stored.size,
+                        "sha256": stored.sha256,
+                    }
+                )
+        machines = ",".join(sorted({str(job["machine"]) for job in jobs}))
+        extra = event_extra(
+            store.bucket, [*files, *published], incident_id=inputs["incident_id"], machine=machines
+        )
+        record_outlet_events([PUBLISHED], {"outlet_events": outlet_events}, extra)
         return {"forecast": published, "members": result.n_members, "burned_area": result.area_stats()}
 
-    forecast = aggregate(inputs, published.output)
+    forecast = aggregate(inputs, members.output)
 
     viewer = StartServiceOperator(
         task_id="result_viewer",

@@ -6,5 +6,8 @@ ${setup}
 cd ${workdir_q} || { echo 127 > ${exit_file_q}; exit 127; }
 ${launch}${command}
 code=$$?
-echo "$$code" > ${exit_file_q}
+report=""
+${publish}
+# The exit file appears whole (the poller reads it as soon as it exists): the code, then the outputs.
+printf '%s\n' "$$code$$report" > ${exit_tmp_q} && mv -f ${exit_tmp_q} ${exit_file_q}
 exit "$$code"

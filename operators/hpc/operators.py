@@ -13,7 +13,8 @@ from airflow.triggers.base import StartTriggerArgs
 from operators.catalog.catalog import Catalog, Producer, task_map_index
 from operators.hpc.adapters import JobRef
 from operators.hpc.hook import BatchHook, job_name, job_workdir
-from operators.hpc.spec import JobSpec
+from operators.hpc.outputs import record_outputs, upload_links
+from operators.hpc.spec import JobSpec, Upload
 from operators.hpc.states import JobState, JobStatus
 from operators.hpc.triggers import BatchJobTrigger
 
@@ -35,6 +36,14 @@ class BatchJobOperator(BaseOperator):
     ``held_timeout_minutes`` (the machine's, or shorter when given) is cancelled and submitted afresh,
     once per try; both jobs are recorded.
 
+    ``outputs`` (file names in the job's work directory) are published by the job itself when its
+    command succeeds: each goes to ``output_prefix/<name>`` in the object store through a presigned link
+    in its script, with its sha256 and size computed on the machine (``operators.hpc.outputs``); when the
+    job's end is judged they are checked in the store and catalogued with lineage ``input_dataset_ids``
+    -> output (and ``incident_id``), and the result lists them under ``outputs`` (``[{key, size, sha256,
+    dataset_id, job_id}]``). A declared output the job did not write fails it. Use it where the compute
+    nodes reach the object store; elsewhere copy outputs off the machine with ``StageFromMachineOperator``.
+
     Deferrable by default, whatever ``[operators] default_deferrable`` says: holding a worker slot for
     the life of an HPC job is what this operator exists to avoid. ``deferrable=False`` waits in the
     worker with the same hook (for debugging).
@@ -51,6 +60,10 @@ class BatchJobOperator(BaseOperator):
         "timeout_resubmit_factor",
         "max_walltime_minutes",
         "held_timeout_minutes",
+        "outputs",
+        "output_prefix",
+        "input_dataset_ids",
+        "incident_id",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"command": "json", "environment": "json"}
     ui_color = "#c9e4f5"
@@ -79,6 +92,11 @@ class BatchJobOperator(BaseOperator):
         held_timeout_minutes: float | None = None,
         stderr_tail_lines: int = 20,
         catalog_conn_id: str | None = "catalog_db",
+        outputs: Sequence[str] = (),
+        output_prefix: str | None = None,
+        input_dataset_ids: Sequence[int] = (),
+        incident_id: str | None = None,
+        object_store_conn_id: str = "object_store",
         deferrable: bool = True,
         start_from_trigger: bool = True,
         **kwargs: Any,
@@ -101,6 +119,11 @@ class BatchJobOperator(BaseOperator):
         self.held_timeout_minutes = held_timeout_minutes
         self.stderr_tail_lines = stderr_tail_lines
         self.catalog_conn_id = catalog_conn_id
+        self.outputs = outputs
+        self.output_prefix = output_prefix
+        self.input_dataset_ids = input_dataset_ids
+        self.incident_id = incident_id
+        self.object_store_conn_id = object_store_conn_id
         self.deferrable = deferrable
         self._job: dict[str, Any] | None = None
         self.start_from_trigger = bool(start_from_trigger and deferrable)
@@ -114,7 +137,9 @@ class BatchJobOperator(BaseOperator):
                 "account": account, "environment": environment, "setup": setup, "poll_interval": poll_interval,
                 "timeout_resubmit_factor": timeout_resubmit_factor, "max_walltime_minutes": max_walltime_minutes,
                 "held_timeout_minutes": held_timeout_minutes, "stderr_tail_lines": stderr_tail_lines,
-                "catalog_conn_id": catalog_conn_id,
+                "catalog_conn_id": catalog_conn_id, "outputs": outputs, "output_prefix": output_prefix,
+                "input_dataset_ids": input_dataset_ids, "incident_id": incident_id,
+                "object_store_conn_id": object_store_conn_id,
             }  # fmt: skip
             try:
                 stored = json.loads(json.dumps(stored))
@@ -145,6 +170,16 @@ class BatchJobOperator(BaseOperator):
             account=self.account,
             environment={str(k): str(v) for k, v in (self.environment or {}).items()},
             setup=[*hook.machine.setup_lines(), *self.setup],
+            uploads=self._uploads(),
+        )
+
+    def _uploads(self) -> list[Upload]:
+        if not self.outputs:
+            return []
+        if not self.output_prefix:
+            raise ValueError("outputs need an output_prefix: where in the object store they go")
+        return upload_links(
+            self.object_store_conn_id, str(self.output_prefix), [str(n) for n in self.outputs]
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -248,6 +283,19 @@ class BatchJobOperator(BaseOperator):
         consumed its end: a later try, retry or clear, submits afresh). Returns the job with its end."""
         job = dict(self._job or {})
         job.update(state=status.state.value, exit_code=status.exit_code, native_state=status.native_state)
+        if status.state is JobState.COMPLETED and self.outputs:
+            # First: when they are not in the store as the job said, nothing is kept of this end (a retry
+            # re-attaches to the unjudged job and judges it again).
+            job["outputs"] = record_outputs(
+                self.object_store_conn_id,
+                Catalog(self.catalog_conn_id) if self.catalog_conn_id else None,
+                Producer.of(context["ti"], machine=job.get("machine"), job_id=status.job_id),
+                status,
+                [str(n) for n in self.outputs],
+                str(self.output_prefix),
+                [int(i) for i in self.input_dataset_ids or ()],
+                self.incident_id or None,
+            )
         self._record(context, status.state.value, status.exit_code)
         if job.get("workdir") and job.get("name"):
             try:

@@ -12,6 +12,9 @@ ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Remote paths reach #SBATCH lines, which the batch system parses without shell quoting: keep them plain.
 PATH_RE = re.compile(r"^[A-Za-z0-9._/+~-]{1,1024}$")
 WORD_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# A presigned link goes into the job script between double quotes of a curl config: no quote, backslash
+# or white space can end it early.
+URL_RE = re.compile(r"^https?://[^\s\"\\]{1,8000}$")
 
 
 class JobSpecError(ValueError):
@@ -43,6 +46,22 @@ def record_file(workdir: str, name: str) -> str:
 
 
 @dataclass(frozen=True)
+class Upload:
+    """A file the job publishes itself when its command succeeds: ``name`` (relative to the work
+    directory) is PUT to ``url`` (a presigned link to object ``key``), its sha256 and size computed on
+    the machine and reported with the exit code (``states.Output``)."""
+
+    name: str
+    key: str
+    url: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        check_path(self.name, "output name")
+        _check(not self.name.startswith("/"), "output name (relative to the work directory)", self.name)
+        _check(isinstance(self.url, str) and bool(URL_RE.match(self.url)), "upload link", "(hidden)")
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """A batch job. ``command`` is an argv list: every element is quoted, so values stay data.
 
@@ -62,6 +81,7 @@ class JobSpec:
     account: str | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
     setup: Sequence[str] = ()
+    uploads: Sequence[Upload] = ()
 
     def __post_init__(self) -> None:
         _check(bool(NAME_RE.match(self.name)), "job name (letters, digits, . _ -; at most 128)", self.name)
@@ -93,6 +113,12 @@ class JobSpec:
             _check(isinstance(value, str) and "\x00" not in value, f"value of {key}", value)
         for line in self.setup:
             _check(isinstance(line, str) and "\n" not in line and "\x00" not in line, "setup line", line)
+        names = [u.name for u in self.uploads]
+        _check(
+            all(isinstance(u, Upload) for u in self.uploads) and len(set(names)) == len(names),
+            "uploads (distinct output names)",
+            names,
+        )
 
     @property
     def stdout(self) -> str:
@@ -120,12 +146,12 @@ class JobSpec:
     def script_path(self) -> str:
         return f"{self.workdir}/{self.name}.sh"
 
-    def with_walltime(self, minutes: int) -> JobSpec:
-        return JobSpec(**{**self.to_dict(), "walltime_minutes": minutes})
-
     def to_dict(self) -> dict[str, Any]:
+        """The spec as JSON-ready data; the upload links are left out (each rendering of a task signs them
+        afresh, and they are credentials): two renderings of one task give the same dict."""
         data = asdict(self)
         data["command"] = list(self.command)
         data["setup"] = list(self.setup)
         data["environment"] = dict(self.environment)
+        data["uploads"] = [{"name": u.name, "key": u.key} for u in self.uploads]
         return data

@@ -25,10 +25,20 @@ class JobState(StrEnum):
 
 
 @dataclass(frozen=True)
+class Output:
+    """A file a job published itself (``spec.Upload``), as its script reported it with its exit code."""
+
+    name: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
 class JobStatus:
     """What a batch system said about one job: our state, its exit code, and the native words.
     ``held``: PENDING on a hold (an admin's, a user's, or Slurm's "launch failed requeued held"), which
-    will not start by itself."""
+    will not start by itself. ``outputs``: the files the job published itself (reported only by a job
+    whose command succeeded)."""
 
     job_id: str
     state: JobState
@@ -36,10 +46,12 @@ class JobStatus:
     native_state: str = ""
     reason: str = ""
     held: bool = False
+    outputs: tuple[Output, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobStatus:
-        return cls(**{**data, "state": JobState(data["state"])})
+        outputs = tuple(Output(**o) for o in data.get("outputs") or ())
+        return cls(**{**data, "state": JobState(data["state"]), "outputs": outputs})

@@ -13,7 +13,9 @@ from typing import Any
 from airflow.sdk import Asset
 
 PUBLISHED = Asset(name="urgentflow_published", uri="x-urgentflow://published", group="urgentflow")
-"""Results published by staging out of an HPC job (``StageFromMachineOperator``)."""
+"""Results published from HPC jobs: staged out (``StageFromMachineOperator``) or pushed by the jobs
+themselves (``BatchJobOperator(outputs=...)``, listed by a downstream task such as the flagship's
+``aggregate``)."""
 
 OBSERVATIONS = Asset(name="urgentflow_observations", uri="x-urgentflow://observations", group="urgentflow")
 """Data pushed for an incident (``POST /urgentflow/incidents/{id}/data``): each event's ``extra`` names

@@ -24,11 +24,12 @@ def dag_module() -> ModuleType:
     return load_file("wildfire_dag_file", DAG_FILE)
 
 
-def test_selection_runs_beside_prepare_and_every_member_is_published_by_one_task(dag: Any) -> None:
+def test_selection_runs_beside_prepare_and_the_map_follows_the_members_at_once(dag: Any) -> None:
     assert "prepare" not in dag.get_task("select_machine").upstream_task_ids
-    publish = dag.get_task("publish_members")
-    assert not publish.is_mapped and "simulate" in publish.upstream_task_ids
     assert dag.get_task("simulate").start_from_trigger
+    # the members' jobs publish their own outputs: no task between them and the aggregation
+    assert dag.get_task("aggregate").upstream_task_ids == {"prepare", "simulate"}
+    assert [a.name for a in dag.get_task("aggregate").outlets] == ["urgentflow_published"]
 
 
 @pytest.mark.parametrize("deadline", [5, 6, 30, 59, 60, 61, 1440])
@@ -44,8 +45,8 @@ def test_members_follow_staging_at_once_and_their_commands_are_built_beside_it(
     dag: Any, dag_module: ModuleType
 ) -> None:
     simulate = dag.get_task("simulate")
-    assert {"member_commands", "stage_inputs"} <= simulate.upstream_task_ids
-    assert "stage_inputs" not in dag.get_task("member_commands").upstream_task_ids, "built beside staging"
+    assert {"member_args", "stage_inputs"} <= simulate.upstream_task_ids
+    assert "stage_inputs" not in dag.get_task("member_args").upstream_task_ids, "built beside staging"
 
     class TI:
         @staticmethod
@@ -56,3 +57,12 @@ def test_members_follow_staging_at_once_and_their_commands_are_built_beside_it(
     env = create_template_env(native=True)
     rendered = [env.from_string(dag_module.STAGED.format(n)).render(ti=TI()) for n in range(3)]
     assert rendered == ["/w/model.py", "/w/land.npz", "/w/scen.json"]
+
+
+def test_each_member_declares_its_own_two_files_as_outputs_under_the_runs_members_prefix(dag: Any) -> None:
+    member_args = dag.get_task("member_args").python_callable
+    args = member_args({"members": 3})
+    assert [a["outputs"] for a in args] == [[f"member-{i}.npz", f"member-{i}.json"] for i in range(3)]
+    assert [a["command"][-1] for a in args] == ["0", "1", "2"], "the member index the model writes under"
+    partial = dag.get_task("simulate").partial_kwargs
+    assert {"output_prefix", "input_dataset_ids", "incident_id"} <= set(partial)

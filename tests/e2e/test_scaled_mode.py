@@ -56,7 +56,7 @@ FLAGSHIP = Flow(
 )
 IN_WORKERS = Flow("hpc_drill_worker", "member", {"machine": "alpha", "members": MEMBERS, "seconds": 20})
 DAG = FLAGSHIP.dag
-STAGING = {"stage_inputs", "publish_members"}
+STAGING = {"stage_inputs"}  # the members push their own outputs from their jobs
 # general-purpose worker (queue default) and a worker near the data (default + transfer)
 GENERAL, NEAR_DATA = "uf-e2e-general", "uf-e2e-transfer"
 WORKERS = {
@@ -228,7 +228,7 @@ def test_tasks_run_on_the_workers_members_on_none_and_staging_goes_to_transfer(s
     assert sum(t["task_id"] == "simulate" and t["state"] == "success" for t in tis) == MEMBERS
     assert set().union(*where.values()) <= set(WORKERS)
     staging = {key: w for key, w in where.items() if key[0] in STAGING}
-    assert len(staging) == len(STAGING), "one staging task each way (publish_members: all members)"
+    assert len(staging) == len(STAGING), "one staging task in (the members publish their own outputs)"
     assert all(w == {NEAR_DATA} for w in staging.values()), f"staging only where transfer is: {staging}"
     one_job_per_member(scaled.client, run_id)
 

@@ -9,14 +9,14 @@ import re
 import shlex
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from string import Template
 
 from operators.hpc.load import Estimate, MachineLoad
 from operators.hpc.spec import JobSpec
-from operators.hpc.states import JobStatus
+from operators.hpc.states import JobStatus, Output
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "include" / "templates"
 SECTION = "#--urgentflow-section--"
@@ -126,12 +126,25 @@ class BatchAdapter(ABC):
         return template("job_body.sh").substitute(
             name=spec.name,
             exit_file_q=shlex.quote(spec.exit_file),
+            exit_tmp_q=shlex.quote(f"{spec.exit_file}.tmp"),
             workdir_q=shlex.quote(spec.workdir),
             exports="\n".join(f"export {k}={shlex.quote(v)}" for k, v in sorted(spec.environment.items())),
             setup="\n".join(spec.setup),
             launch=launch,
             command=shlex.join(spec.command),
+            publish=publish_lines(spec),
         )
+
+
+def publish_lines(spec: JobSpec) -> str:
+    """The script lines that publish the job's ``uploads`` (none when it has none)."""
+    if not spec.uploads:
+        return ""
+    lines = [template("publish.sh").substitute()]
+    for upload in spec.uploads:  # the link is validated: no quote, backslash or white space in it
+        link = f'url = "{upload.url}"'
+        lines.append(f"uf_publish {shlex.quote(upload.name)} <<'URGENTFLOW_LINK'\n{link}\nURGENTFLOW_LINK")
+    return "\n".join(lines)
 
 
 def first_job_id(stdout: str, pattern: re.Pattern[str], tool: str) -> str:
@@ -187,6 +200,24 @@ def parse_exit_files(lines: Sequence[str], jobs: Sequence[JobRef]) -> dict[str, 
         if path in by_path and code.strip().lstrip("-").isdigit():
             codes[by_path[path]] = int(code)
     return codes
+
+
+def with_outputs(
+    statuses: dict[str, JobStatus], lines: Sequence[str], jobs: Sequence[JobRef]
+) -> dict[str, JobStatus]:
+    """``statuses`` with the outputs each job reported in its exit file (``output <sha256> <size> <name>``
+    lines after the code), whichever source judged its state."""
+    by_path = {j.exit_file: j.job_id for j in jobs}
+    found: dict[str, list[Output]] = {}
+    for line in lines:
+        path, _, report = line.rpartition(":")
+        words = report.split(" ")
+        if path in by_path and len(words) == 4 and words[0] == "output" and words[2].isdigit():
+            found.setdefault(by_path[path], []).append(Output(words[3], words[1], int(words[2])))
+    return {
+        job_id: replace(status, outputs=tuple(found[job_id])) if job_id in found else status
+        for job_id, status in statuses.items()
+    }
 
 
 def split_sections(stdout: str) -> list[list[str]]:

@@ -31,6 +31,7 @@ from operators.hpc.adapters.base import (
     parse_exit_files,
     split_sections,
     template,
+    with_outputs,
 )
 from operators.hpc.load import MachineLoad, PartitionLoad
 from operators.hpc.spec import JobSpec
@@ -281,7 +282,7 @@ class GridEngineAdapter(BatchAdapter):
             else:
                 why = "qstat failed (qmaster unreachable?)" if qstat_failed else "not known to qstat or qacct"
                 result[job_id] = JobStatus(job_id, JobState.UNKNOWN, None, native_state="", reason=why)
-        return result
+        return with_outputs(result, sections[3], jobs)
 
     def cancel_command(self, job_ids: Sequence[str]) -> str:
         return f"qdel {' '.join(_ids(job_ids))}"

@@ -17,6 +17,7 @@ from operators.hpc.adapters.base import (
     parse_exit_files,
     split_sections,
     template,
+    with_outputs,
 )
 from operators.hpc.load import MachineLoad, PartitionLoad
 from operators.hpc.spec import JobSpec
@@ -88,7 +89,7 @@ class LocalAdapter(BatchAdapter):
                     native_state="gone",
                     reason="process ended without writing its exit code (killed)",
                 )
-        return result
+        return with_outputs(result, sections[1], jobs)
 
     def cancel_command(self, job_ids: Sequence[str]) -> str:
         # The job leads its own session (setsid); coreutils timeout moves into a process group of its

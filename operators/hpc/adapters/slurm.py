@@ -16,6 +16,7 @@ from operators.hpc.adapters.base import (
     parse_exit_files,
     split_sections,
     template,
+    with_outputs,
 )
 from operators.hpc.load import Estimate, MachineLoad, PartitionLoad
 from operators.hpc.spec import JobSpec
@@ -123,7 +124,7 @@ class SlurmAdapter(BatchAdapter):
         result: dict[str, JobStatus] = {}
         for job in jobs:
             result[job.job_id] = _judge(job.job_id, _own(queue, job), _own(acct, job), exit_codes)
-        return result
+        return with_outputs(result, sections[2], jobs)
 
     def cancel_command(self, job_ids: Sequence[str]) -> str:
         return f"scancel {_ids(job_ids).replace(',', ' ')}"
