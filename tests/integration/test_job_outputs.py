@@ -126,7 +126,8 @@ def test_the_operator_returns_the_published_outputs_and_a_missing_one_fails_the_
         "catalog_conn_id": "catalog_db",
     }
     op = BatchJobOperator(task_id="simulate", command=["bash", "-c", WRITE], outputs=list(EXPECTED), **common)
-    job = op.execute({"ti": ti})  # type: ignore[arg-type]
+    context: Any = {"ti": ti}
+    job = op.execute(context)
     assert job["state"] == "COMPLETED"
     assert [o["key"] for o in job["outputs"]] == [f"{prefix}/small.txt", f"{prefix}/big.bin"]
     assert all(o["dataset_id"] for o in job["outputs"])
@@ -135,4 +136,4 @@ def test_the_operator_returns_the_published_outputs_and_a_missing_one_fails_the_
         task_id="missing", command=["bash", "-c", "echo ran"], outputs=["never.txt"], **common
     )
     with pytest.raises(AirflowException, match=r"output never\.txt was not written"):
-        missing.execute({"ti": FakeTI("outputs_test", ti.run_id, "missing")})  # type: ignore[arg-type]
+        missing.execute({**context, "ti": FakeTI("outputs_test", ti.run_id, "missing")})
