@@ -136,4 +136,5 @@ def test_the_operator_returns_the_published_outputs_and_a_missing_one_fails_the_
         task_id="missing", command=["bash", "-c", "echo ran"], outputs=["never.txt"], **common
     )
     with pytest.raises(AirflowException, match=r"output never\.txt was not written"):
-        missing.execute({**context, "ti": FakeTI("outputs_test", ti.run_id, "missing")})
+        other: Any = {"ti": FakeTI("outputs_test", ti.run_id, "missing")}
+        missing.execute(other)
