@@ -174,10 +174,17 @@ class BatchJobOperator(BaseOperator):
         )
 
     def _uploads(self) -> list[Upload]:
+        """Refused before anything runs when the job could not publish them."""
         if not self.outputs:
             return []
         if not self.output_prefix:
             raise ValueError("outputs need an output_prefix: where in the object store they go")
+        machine = self.hook().machine
+        if not machine.jobs_reach_store:
+            raise ValueError(
+                f"machine {machine.name}'s jobs cannot reach the object store (jobs_reach_store: false in the"
+                " machine catalog): declare no outputs and copy them off with StageFromMachineOperator"
+            )
         return upload_links(
             self.object_store_conn_id, str(self.output_prefix), [str(n) for n in self.outputs]
         )

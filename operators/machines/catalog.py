@@ -51,6 +51,7 @@ MACHINE_SCHEMA: dict[str, Any] = {
         "max_jobs_per_user": {"type": "integer", "minimum": 1},
         "held_timeout_minutes": {"type": "number", "exclusiveMinimum": 0, "maximum": 10080},
         "watch_exit_files": {"type": "boolean"},
+        "jobs_reach_store": {"type": "boolean"},
         "partitions": {
             "type": "object",
             "minProperties": 1,
@@ -110,6 +111,9 @@ class Machine:
     # between two status polls, the poll command waits on the machine for a job's exit file (a few file
     # tests per 0.2 s on the login node): a job that ends is known at once, not an interval later
     watch_exit_files: bool = True
+    # its jobs reach the object store (its compute nodes can open the store's address): they may publish
+    # their own outputs (BatchJobOperator(outputs=...)); when not, outputs are staged off the machine
+    jobs_reach_store: bool = True
 
     @property
     def default_partition(self) -> str | None:
@@ -152,6 +156,7 @@ def _machine(name: str, raw: dict[str, Any]) -> Machine:
         max_jobs_per_user=raw.get("max_jobs_per_user"),
         held_timeout_minutes=float(raw.get("held_timeout_minutes", 30.0)),
         watch_exit_files=bool(raw.get("watch_exit_files", True)),
+        jobs_reach_store=bool(raw.get("jobs_reach_store", True)),
     )
 
 

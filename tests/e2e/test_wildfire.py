@@ -60,6 +60,12 @@ def test_incident_to_forecast_map_and_viewer(airflow: AirflowClient) -> None:
     map_id = keys["burn_probability.png"]["dataset_id"]
     member_ids = {r["dataset_id"] for name, r in keys.items() if name.startswith("member-")}
     assert set(catalog.inputs_of(map_id)) == member_ids, "the map's lineage is every member output"
+    # each member's job published its own files: catalogued as the member's task, with the inputs as lineage
+    inputs = {r["dataset_id"] for name, r in keys.items() if name in ("landscape.npz", "scenario.json")}
+    for name in ("member-0.npz", "member-3.json"):
+        row = catalog.dataset(keys[name]["dataset_id"]) or {}
+        assert (row.get("task_id"), row.get("map_index")) == ("simulate", int(name[7])), row
+        assert inputs <= set(catalog.inputs_of(keys[name]["dataset_id"]))
 
     (viewer,) = run["services"]
     assert viewer["state"] == "running"

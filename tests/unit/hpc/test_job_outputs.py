@@ -120,3 +120,31 @@ def test_the_exit_code_is_still_read_from_an_exit_file_that_reports_outputs() ->
     status = adapter.parse_status(stdout, [job])["4242"]
     assert (status.state, status.exit_code) == (JobState.COMPLETED, 0)
     assert status.outputs == (Output("out.txt", "e" * 64, 7),)
+
+
+def test_outputs_on_a_machine_whose_jobs_cannot_reach_the_store_are_refused_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from operators.hpc.operators import BatchJobOperator
+    from operators.machines.catalog import load_catalog
+
+    catalog = tmp_path / "machines.yaml"
+    catalog.write_text(
+        "machines:\n  closed:\n    connection: null\n    batch_system: local\n    workdir: /tmp/uf\n"
+        "    jobs_reach_store: false\n    partitions:\n"
+        "      p: {default: true, nodes: 1, cores_per_node: 1, memory_mb_per_node: 100, max_walltime_minutes: 5}\n"
+    )
+    monkeypatch.setenv("URGENTFLOW_MACHINES", str(catalog))
+    load_catalog.cache_clear()
+    try:
+        op = BatchJobOperator(
+            task_id="t", machine="closed", command=["true"], outputs=["a.txt"], output_prefix="p"
+        )
+        with pytest.raises(ValueError, match=r"cannot reach the object store .* StageFromMachineOperator"):
+            op._uploads()
+        without = BatchJobOperator(task_id="u", machine="closed", command=["true"], outputs=["a.txt"])
+        with pytest.raises(ValueError, match="need an output_prefix"):
+            without._uploads()
+        assert BatchJobOperator(task_id="v", machine="closed", command=["true"])._uploads() == []
+    finally:
+        load_catalog.cache_clear()
