@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import io
 import uuid
-from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -29,28 +29,32 @@ WRITE = "printf 'a\\nb\\nc\\n' > small.txt; head -c 100000 /dev/zero | tr '\\0' 
 EXPECTED = {"small.txt": b"a\nb\nc\n", "big.bin": b"x" * 100000}
 
 
-@dataclass
-class FakeTI:
-    dag_id: str
-    run_id: str
-    task_id: str
-    map_index: int = -1
-    xcoms: dict[str, Any] = field(default_factory=dict)
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
+def fake_ti(run_id: str, task_id: str) -> Any:
+    """What the operator reads of its task instance; XCom pushes are kept on it."""
+    ti = SimpleNamespace(dag_id="outputs_test", run_id=run_id, task_id=task_id, map_index=-1, xcoms={})
+    ti.xcom_push = lambda key, value: ti.xcoms.update({key: value})
+    return ti
 
 
-def run_job(spec: JobSpec) -> JobStatus:
-    hook = BatchHook("alpha")
-    job_id, _ = hook.submit(spec)
+def published_job(prefix: str) -> JobStatus:
+    """A real job writing EXPECTED's files and publishing them under ``prefix``, watched to its end."""
+    name = f"uf-it-out-{uuid.uuid4().hex[:8]}"
+    spec = JobSpec(
+        name=name,
+        command=["bash", "-c", WRITE],
+        workdir=f"{BASE}/{name}",
+        uploads=upload_links("object_store", prefix, list(EXPECTED)),
+    )
+    job_id, _ = BatchHook("alpha").submit(spec)
 
     async def watch() -> JobStatus:
         return await asyncio.wait_for(
             get_poller("hpc_alpha", "slurm", 1.0).watch(JobRef(job_id, spec.exit_file)), 120
         )
 
-    return asyncio.run(watch())
+    status = asyncio.run(watch())
+    assert status.state is JobState.COMPLETED, status
+    return status
 
 
 @pytest.fixture
@@ -59,22 +63,15 @@ def prefix() -> str:
 
 
 def test_a_job_pushes_its_outputs_and_the_judge_catalogues_them_with_lineage(prefix: str) -> None:
-    name = f"uf-it-out-{uuid.uuid4().hex[:8]}"
-    spec = JobSpec(
-        name=name,
-        command=["bash", "-c", WRITE],
-        workdir=f"{BASE}/{name}",
-        uploads=upload_links("object_store", prefix, list(EXPECTED)),
-    )
-    status = run_job(spec)
-    assert status.state is JobState.COMPLETED, status
+    status = published_job(prefix)
     reported = {o.name: (o.sha256, o.size) for o in status.outputs}
     assert reported == {n: (hashlib.sha256(b).hexdigest(), len(b)) for n, b in EXPECTED.items()}
 
     store, catalog = ObjectStoreHook(), Catalog()
     catalog.migrate()
     input_id = catalog.record_dataset(bucket=store.bucket, key=f"{prefix}/in.json", sha256="1" * 64, size=2)
-    producer = Producer("outputs_test", f"run-{name}", "simulate", 3, "alpha", status.job_id)
+    run_id = f"run-{uuid.uuid4().hex[:8]}"
+    producer = Producer("outputs_test", run_id, "simulate", 3, "alpha", status.job_id)
     for _try in range(2):  # judged twice (a retry re-attaching to the job): the same rows
         published = record_outputs(
             "object_store", catalog, producer, status, list(EXPECTED), prefix, [input_id], None
@@ -91,20 +88,12 @@ def test_a_job_pushes_its_outputs_and_the_judge_catalogues_them_with_lineage(pre
             status.job_id,
         )
         assert catalog.inputs_of(p["dataset_id"]) == [input_id]
-    assert len(catalog.datasets_of_run("outputs_test", f"run-{name}")) == 2
+    assert len(catalog.datasets_of_run("outputs_test", run_id)) == 2
     assert store.stat(f"{prefix}/small.txt").content_type == "text/plain"
 
 
 def test_an_output_not_in_the_store_as_the_job_reported_is_refused(prefix: str) -> None:
-    name = f"uf-it-out-{uuid.uuid4().hex[:8]}"
-    spec = JobSpec(
-        name=name,
-        command=["bash", "-c", WRITE],
-        workdir=f"{BASE}/{name}",
-        uploads=upload_links("object_store", prefix, list(EXPECTED)),
-    )
-    status = run_job(spec)
-    assert status.state is JobState.COMPLETED, status
+    status = published_job(prefix)
     store = ObjectStoreHook()
     store.put_stream(f"{prefix}/big.bin", io.BytesIO(b"overwritten"))
     with pytest.raises(OutputsError, match=r"big\.bin .* not in the store as reported"):
@@ -117,7 +106,7 @@ def test_the_operator_returns_the_published_outputs_and_a_missing_one_fails_the_
     """The worker path (deferrable=False waits in the worker with the same hook and judge)."""
     from airflow.sdk.exceptions import AirflowException
 
-    ti = FakeTI("outputs_test", f"run-{uuid.uuid4().hex[:8]}", "simulate")
+    ti = fake_ti(f"run-{uuid.uuid4().hex[:8]}", "simulate")
     common: dict[str, Any] = {
         "machine": "alpha",
         "output_prefix": prefix,
@@ -136,5 +125,5 @@ def test_the_operator_returns_the_published_outputs_and_a_missing_one_fails_the_
         task_id="missing", command=["bash", "-c", "echo ran"], outputs=["never.txt"], **common
     )
     with pytest.raises(AirflowException, match=r"output never\.txt was not written"):
-        other: Any = {"ti": FakeTI("outputs_test", ti.run_id, "missing")}
+        other: Any = {"ti": fake_ti(ti.run_id, "missing")}
         missing.execute(other)
