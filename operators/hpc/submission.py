@@ -142,9 +142,12 @@ def submit_command(adapter: BatchAdapter, specs: Sequence[JobSpec], seen: Sequen
             + f'echo "{FAILED} lock"; '
             + f'elif [ "$({_cksum(spec.record_file)})" != {q(absent.seen)} ]; then '
             + f"echo '{EXISTING}'; cat {record} 2>/dev/null; echo '{JUDGED}'; cat {q(spec.judged_file)} 2>/dev/null; "
-            + "else ( "
+            # the script may hold the job's upload links: it is its owner's alone from its first byte
+            + "else ( umask 077; rm -f "
+            + q(spec.script_path)
+            + "; "
             + _heredoc(spec.script_path, adapter.render_script(spec))
-            + f"chmod 750 {q(spec.script_path)} && {adapter.submit_command(spec)}\n"
+            + f"chmod 700 {q(spec.script_path)} && {adapter.submit_command(spec)}\n"
             + f") < /dev/null > {out} 2>&1; rc=$?; cat {out}; "
             + f'if [ "$rc" = 0 ]; then mv -f {out} {record}; else rm -f {out}; echo "{FAILED} $rc"; fi; '
             + f"fi; }} 9> {q(spec.record_file + '.lock')}\n"

@@ -45,7 +45,10 @@ def published_job(prefix: str) -> JobStatus:
         workdir=f"{BASE}/{name}",
         uploads=upload_links("object_store", prefix, list(EXPECTED)),
     )
-    job_id, _ = BatchHook("alpha").submit(spec)
+    hook = BatchHook("alpha")
+    job_id, _ = hook.submit(spec)
+    # the script holds the links: readable by its owner only
+    assert hook.transport.run(f"stat -c %a {spec.script_path}").check("stat").stdout.strip() == "700"
 
     async def watch() -> JobStatus:
         return await asyncio.wait_for(
