@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import sys
 from collections.abc import Iterator
@@ -20,6 +18,7 @@ sys.path.insert(0, str(ROOT / "plugins"))
 os.environ.setdefault("AIRFLOW_HOME", str(ROOT / "var" / "airflow-test"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
+from bed_turns import bed_claims, bed_turn  # noqa: E402
 from connections import connection_env  # noqa: E402
 
 os.environ.update(connection_env())
@@ -30,8 +29,11 @@ os.environ.update(connection_env())
 # scaled-mode module (an instance of its own) is another scope; every other test is a scope of its own.
 # A test marked ``exclusive`` stops or breaks a server of the shared test bed (sshd, slurmctld, S3, the
 # machine's Postgres, Grid Engine), fills a cluster or counts a shared table: it runs with no other
-# test-bed test beside it. Killing a component of the embedded runtime needs no mark: only the e2e
-# tests use that runtime, and they run one at a time.
+# test of that server beside it. Turns are per server (``bed_turns.SERVERS``): a test on the bed holds a shared
+# turn on every server unless ``bed(*servers)`` names the only ones it uses (a long test that then
+# holds up no exclusive test of another server), and ``exclusive(*servers)`` names the ones it breaks
+# (none named: all), holding those alone and a shared turn on the rest. Killing a component of the
+# embedded runtime needs no mark: only the e2e tests use that runtime, and they run one at a time.
 # (xdist's own ``loadgroup`` marks do not work with pytest 9: xdist renames items through a private
 # attribute pytest 9 no longer reads.)
 SCALED = "tests/e2e/test_scaled_mode.py"
@@ -51,23 +53,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return RuntimeScope(config, log)
 
 
-@contextlib.contextmanager
-def bed_turn(folder: Path, *, exclusive: bool) -> Iterator[None]:
-    """A turn on the shared test bed: shared by any number of tests, or one exclusive test alone.
-
-    Two ``flock`` files: the turn itself (shared or exclusive) and a gate in front of it that an
-    exclusive test holds while it waits, so no shared test starts after it asked (no starvation)."""
-    with open(folder / "bed.gate", "a") as gate, open(folder / "bed.turn", "a") as turn:
-        if exclusive:
-            fcntl.flock(gate, fcntl.LOCK_EX)
-            fcntl.flock(turn, fcntl.LOCK_EX)
-        else:
-            fcntl.flock(gate, fcntl.LOCK_SH)
-            fcntl.flock(turn, fcntl.LOCK_SH)
-            fcntl.flock(gate, fcntl.LOCK_UN)
-        yield  # the files' locks go when they are closed
-
-
 @pytest.fixture(autouse=True)
 def _bed_turn(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     node = request.node
@@ -76,9 +61,7 @@ def _bed_turn(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         yield
         return
     # the parent of a worker's base temp is the one folder all workers of this run share
-    with bed_turn(
-        tmp_path_factory.getbasetemp().parent, exclusive=bool(node.get_closest_marker("exclusive"))
-    ):
+    with bed_turn(tmp_path_factory.getbasetemp().parent, bed_claims(node)):
         yield
 
 

@@ -39,7 +39,7 @@ from operators.storage.hook import ObjectStoreHook
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.exclusive,
+    pytest.mark.exclusive("catalog", "s3"),
 ]  # compares every observation object, dataset and order before and after
 API = f"{base_url()}/urgentflow"
 GUARDED_DAGS = ("wildfire_forecast", "analytics_order", "ingest_observation")

@@ -22,7 +22,7 @@ from operators.catalog.catalog import Catalog, Producer
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.exclusive,
+    pytest.mark.exclusive("catalog"),
 ]  # counts every incident, service and order in the catalog
 WILDFIRE, STUDY, ORDERS = "wildfire_forecast", "study_pipeline", "analytics_order"
 INCIDENT: dict[str, Any] = {

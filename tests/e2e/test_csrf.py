@@ -13,7 +13,7 @@ from test_hostile_input import INCIDENT
 
 from operators.catalog.catalog import Catalog
 
-pytestmark = [pytest.mark.e2e, pytest.mark.exclusive]  # counts every incident in the catalog
+pytestmark = [pytest.mark.e2e, pytest.mark.exclusive("catalog")]  # counts every incident in the catalog
 DAG_ID = "wildfire_forecast"
 
 

@@ -164,7 +164,7 @@ def sshd_pid() -> int:
     return pid_of(urgentflow_home() / "testbed" / "ssh" / MACHINE / "sshd.pid")
 
 
-@pytest.mark.exclusive  # stops alpha's sshd
+@pytest.mark.exclusive("alpha")  # stops alpha's sshd
 def test_sshd_killed_for_30_s_reconnects_without_a_flood(airflow: AirflowClient) -> None:
     run_id = start_ensemble(airflow, seconds=OUTAGE_S + 10)
     fault_at = time.monotonic()
@@ -179,7 +179,7 @@ def test_sshd_killed_for_30_s_reconnects_without_a_flood(airflow: AirflowClient)
     assert_one_job_per_member(airflow, run_id, fault_at)
 
 
-@pytest.mark.exclusive  # stalls alpha's sshd
+@pytest.mark.exclusive("alpha")  # stalls alpha's sshd
 def test_sshd_stalled_for_30_s_is_waited_out(airflow: AirflowClient) -> None:
     run_id = start_ensemble(airflow, seconds=10)
     pid = sshd_pid()
@@ -192,7 +192,7 @@ def test_sshd_stalled_for_30_s_is_waited_out(airflow: AirflowClient) -> None:
     assert_one_job_per_member(airflow, run_id, fault_at)
 
 
-@pytest.mark.exclusive  # stops alpha's slurmctld
+@pytest.mark.exclusive("alpha")  # stops alpha's slurmctld
 def test_slurmctld_killed_and_restarted_keeps_every_job_tracked(airflow: AirflowClient) -> None:
     run_id = start_ensemble(airflow, seconds=30)
     ctld = urgentflow_home() / "testbed" / "slurm" / MACHINE / "run" / "slurmctld.pid"
@@ -243,7 +243,7 @@ def release_jobs_held_by_slurm(run: dict, tis: list[dict]) -> None:
             subprocess.run(["scontrol", "release", job_id], env=env, timeout=30, check=False)
 
 
-@pytest.mark.exclusive  # restarts the machine's Postgres
+@pytest.mark.exclusive("catalog")  # restarts the machine's Postgres
 def test_catalog_postgres_restart_mid_run_leaves_the_catalog_consistent(airflow: AirflowClient) -> None:
     run_id = start_ensemble(airflow, seconds=15)
     # the machine's Postgres (the catalog's server; Airflow's metadata DB is the embedded one)
@@ -284,7 +284,7 @@ def ge_daemon_pid(daemon: str) -> int:
     return pid_of(found)
 
 
-@pytest.mark.exclusive  # stops a Grid Engine daemon
+@pytest.mark.exclusive("gamma")  # stops a Grid Engine daemon
 @pytest.mark.parametrize("daemon", ["qmaster", "execd"])
 def test_grid_engine_daemon_killed_mid_run_keeps_every_job_tracked(
     airflow: AirflowClient, daemon: str
@@ -313,7 +313,7 @@ def scontrol(*args: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.exclusive  # fills alpha
+@pytest.mark.exclusive("alpha")  # fills alpha
 def test_a_member_left_on_an_admin_hold_is_cancelled_and_submitted_afresh(airflow: AirflowClient) -> None:
     """The site holds a member's job (as Slurm does after a controller crash: "launch failed requeued
     held") and nobody releases it: after the hold limit the member cancels it, submits afresh in the same
@@ -387,7 +387,7 @@ def catalog_postmaster() -> int:
     return pid_of(Path(data) / "postmaster.pid")
 
 
-@pytest.mark.exclusive  # stalls the machine's Postgres
+@pytest.mark.exclusive("catalog")  # stalls the machine's Postgres
 def test_a_stalled_catalog_stalls_no_scheduling_and_every_end_state_is_recorded_after(
     airflow: AirflowClient,
 ) -> None:

@@ -32,7 +32,7 @@ from operators.catalog.catalog import Catalog, Producer
 from operators.storage.hook import ObjectStoreHook
 from urgentflow_api.app import create_app
 
-pytestmark = [pytest.mark.e2e, pytest.mark.exclusive]  # counts every incident in the catalog
+pytestmark = [pytest.mark.e2e, pytest.mark.exclusive("catalog")]  # counts every incident in the catalog
 TOKEN = secrets.token_hex(3)
 CANARY = f"/tmp/ufc-{TOKEN}"  # the job hosts (Slurm nodes as user urgent) and the workers are this host
 # one payload per way a shell could be talked into running something; each would touch its own file

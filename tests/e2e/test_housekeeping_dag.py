@@ -10,8 +10,8 @@ from operators.catalog.housekeeping import MANAGED_PREFIXES
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.exclusive,
-]  # a real catalog_housekeeping run prunes the whole catalog
+    pytest.mark.exclusive("catalog", "s3"),
+]  # a real catalog_housekeeping run prunes the whole catalog (and checks it against the store)
 DAG = "catalog_housekeeping"
 
 

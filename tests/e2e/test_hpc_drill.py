@@ -124,7 +124,7 @@ def test_members_whose_jobs_end_at_once_succeed_on_their_first_try(airflow: Airf
         assert mismatches["total_entries"] == 0, mismatches["event_logs"]
 
 
-@pytest.mark.exclusive  # gamma has 2 slots
+@pytest.mark.exclusive("gamma")  # gamma has 2 slots
 def test_grid_engine_machine_runs_an_ensemble(airflow: AirflowClient) -> None:
     """The second batch system behind the same operator: 3 members on gamma's 2 slots (one queues)."""
     run_id, final, tis = run_drill(airflow, {"machine": "gamma", "members": 3, "seconds": 2})
@@ -139,7 +139,7 @@ def test_grid_engine_machine_runs_an_ensemble(airflow: AirflowClient) -> None:
 
 
 # gamma has 2 slots: its case runs alone
-@pytest.mark.parametrize("machine", ["beta", pytest.param("gamma", marks=pytest.mark.exclusive)])
+@pytest.mark.parametrize("machine", ["beta", pytest.param("gamma", marks=pytest.mark.exclusive("gamma"))])
 def test_failing_member_names_state_exit_code_and_stderr(airflow: AirflowClient, machine: str) -> None:
     run_id, final, tis = run_drill(
         airflow, {"machine": machine, "members": 2, "seconds": 0, "fail_members": [1]}

@@ -75,7 +75,7 @@ def test_incident_to_forecast_map_and_viewer(airflow: AirflowClient) -> None:
     assert summary["members"] == 4 and summary["burned_area"]["mean_ha"] > 0
 
 
-@pytest.mark.exclusive  # compares every incident
+@pytest.mark.exclusive("catalog")  # compares every incident
 def test_bad_incidents_are_refused_with_field_errors_and_leave_nothing(airflow: AirflowClient) -> None:
     before = {i["incident_id"] for i in airflow.request("GET", "/urgentflow/incidents")}
     runs_before = len(airflow.list_runs(DAG))

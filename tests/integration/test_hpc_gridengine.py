@@ -94,6 +94,7 @@ def test_cancel_running_job_and_reattach_by_name(hook: BatchHook) -> None:
     assert status.state is JobState.CANCELLED, status
 
 
+@pytest.mark.bed("gamma")  # a minute: no exclusive test of another server waits for it
 def test_walltime_is_timeout(hook: BatchHook) -> None:
     spec = make_spec("wall", ["sleep", "300"], walltime_minutes=1)
     job_id, _ = hook.submit(spec)

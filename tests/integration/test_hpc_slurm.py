@@ -60,6 +60,7 @@ def test_failure_exit_code_and_stderr() -> None:
     assert "broken input" in hook.tail(spec.stderr)
 
 
+@pytest.mark.bed("alpha")  # a minute: no exclusive test of another server waits for it
 def test_timeout_is_its_own_state() -> None:
     hook = BatchHook("alpha")
     spec = make_spec("wall", ["sleep", "300"], walltime_minutes=1)

@@ -103,6 +103,7 @@ def test_object_trigger_fires_once_the_objects_arrive(store: ObjectStoreHook) ->
     assert missing(store, trigger.keys, trigger.prefixes) == []
 
 
+@pytest.mark.bed("s3")  # long: no exclusive test of another server waits for it
 def test_one_gigabyte_round_trip(store: ObjectStoreHook, tmp_path: Path) -> None:
     """1 GiB through the hook both ways, written and read in chunks (constant memory), checksums equal."""
     source = tmp_path / "big.bin"
@@ -146,6 +147,7 @@ class _Generated:
         return data
 
 
+@pytest.mark.bed("s3")  # long: no exclusive test of another server waits for it
 def test_object_over_the_5_gib_copy_limit_gets_its_checksum(store: ObjectStoreHook) -> None:
     """Recording the sha256 is a server-side copy; S3 CopyObject stops at 5 GiB, so larger objects take
     the multipart-copy path. The object is read back in full and verified."""
