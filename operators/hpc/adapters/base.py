@@ -192,32 +192,39 @@ def parse_woken(stderr: str) -> int:
     return int(found.group(1)) if found else 0
 
 
-def parse_exit_files(lines: Sequence[str], jobs: Sequence[JobRef]) -> dict[str, int]:
+@dataclass(frozen=True)
+class ExitFiles:
+    """What the jobs' exit files say: each job's exit code, and the outputs it reported
+    (``output <sha256> <size> <name>`` lines after the code)."""
+
+    codes: dict[str, int]
+    outputs: dict[str, tuple[Output, ...]]
+
+    def with_outputs(self, statuses: dict[str, JobStatus]) -> dict[str, JobStatus]:
+        """``statuses`` with each job's reported outputs attached, whichever source judged its state."""
+        return {
+            job_id: replace(status, outputs=self.outputs[job_id]) if job_id in self.outputs else status
+            for job_id, status in statuses.items()
+        }
+
+
+def parse_exit_files(lines: Sequence[str], jobs: Sequence[JobRef]) -> ExitFiles:
+    """Read the ``<exit file>:<line>`` lines :func:`exit_files_command` prints; lines of other files
+    and malformed lines are ignored."""
     by_path = {j.exit_file: j.job_id for j in jobs}
     codes: dict[str, int] = {}
+    outputs: dict[str, list[Output]] = {}
     for line in lines:
-        path, _, code = line.rpartition(":")
-        if path in by_path and code.strip().lstrip("-").isdigit():
-            codes[by_path[path]] = int(code)
-    return codes
-
-
-def with_outputs(
-    statuses: dict[str, JobStatus], lines: Sequence[str], jobs: Sequence[JobRef]
-) -> dict[str, JobStatus]:
-    """``statuses`` with the outputs each job reported in its exit file (``output <sha256> <size> <name>``
-    lines after the code), whichever source judged its state."""
-    by_path = {j.exit_file: j.job_id for j in jobs}
-    found: dict[str, list[Output]] = {}
-    for line in lines:
-        path, _, report = line.rpartition(":")
-        words = report.split(" ")
-        if path in by_path and len(words) == 4 and words[0] == "output" and words[2].isdigit():
-            found.setdefault(by_path[path], []).append(Output(words[3], words[1], int(words[2])))
-    return {
-        job_id: replace(status, outputs=tuple(found[job_id])) if job_id in found else status
-        for job_id, status in statuses.items()
-    }
+        path, _, text = line.rpartition(":")
+        job_id = by_path.get(path)
+        if job_id is None:
+            continue
+        words = text.split(" ")
+        if text.strip().lstrip("-").isdigit():
+            codes[job_id] = int(text)
+        elif len(words) == 4 and words[0] == "output" and words[2].isdigit():
+            outputs.setdefault(job_id, []).append(Output(words[3], words[1], int(words[2])))
+    return ExitFiles(codes, {job_id: tuple(found) for job_id, found in outputs.items()})
 
 
 def split_sections(stdout: str) -> list[list[str]]:

@@ -31,7 +31,6 @@ from operators.hpc.adapters.base import (
     parse_exit_files,
     split_sections,
     template,
-    with_outputs,
 )
 from operators.hpc.load import MachineLoad, PartitionLoad
 from operators.hpc.spec import JobSpec
@@ -260,11 +259,11 @@ class GridEngineAdapter(BatchAdapter):
         queue = parse_qstat(sections[0])
         acct = parse_qacct(sections[1])
         reasons = parse_error_reasons(sections[2])
-        exit_codes = parse_exit_files(sections[3], jobs)
+        exit_files = parse_exit_files(sections[3], jobs)
         result: dict[str, JobStatus] = {}
         for job in jobs:
             job_id = job.job_id
-            file_code = exit_codes.get(job_id)
+            file_code = exit_files.codes.get(job_id)
             if job_id in queue:
                 letters = queue[job_id][0]
                 state, reason = map_state(letters)
@@ -282,7 +281,7 @@ class GridEngineAdapter(BatchAdapter):
             else:
                 why = "qstat failed (qmaster unreachable?)" if qstat_failed else "not known to qstat or qacct"
                 result[job_id] = JobStatus(job_id, JobState.UNKNOWN, None, native_state="", reason=why)
-        return with_outputs(result, sections[3], jobs)
+        return exit_files.with_outputs(result)
 
     def cancel_command(self, job_ids: Sequence[str]) -> str:
         return f"qdel {' '.join(_ids(job_ids))}"

@@ -17,7 +17,6 @@ from operators.hpc.adapters.base import (
     parse_exit_files,
     split_sections,
     template,
-    with_outputs,
 )
 from operators.hpc.load import MachineLoad, PartitionLoad
 from operators.hpc.spec import JobSpec
@@ -73,10 +72,10 @@ class LocalAdapter(BatchAdapter):
         for line in sections[0]:
             pid, _, args = line.strip().partition(" ")
             alive[pid] = args
-        codes = parse_exit_files(sections[1], jobs)
+        exit_files = parse_exit_files(sections[1], jobs)
         result = {}
         for job in jobs:
-            code = codes.get(job.job_id)
+            code = exit_files.codes.get(job.job_id)
             if code is not None:
                 result[job.job_id] = _from_exit_code(job.job_id, code)
             elif _job_name(job) in alive.get(job.job_id, ""):
@@ -89,7 +88,7 @@ class LocalAdapter(BatchAdapter):
                     native_state="gone",
                     reason="process ended without writing its exit code (killed)",
                 )
-        return with_outputs(result, sections[1], jobs)
+        return exit_files.with_outputs(result)
 
     def cancel_command(self, job_ids: Sequence[str]) -> str:
         # The job leads its own session (setsid); coreutils timeout moves into a process group of its

@@ -16,7 +16,6 @@ from operators.hpc.adapters.base import (
     parse_exit_files,
     split_sections,
     template,
-    with_outputs,
 )
 from operators.hpc.load import Estimate, MachineLoad, PartitionLoad
 from operators.hpc.spec import JobSpec
@@ -120,11 +119,11 @@ class SlurmAdapter(BatchAdapter):
             raise ValueError(f"squeue failed: {text or 'no output'}")
         queue = _rows(sections[0])
         acct = _rows(sections[1])
-        exit_codes = parse_exit_files(sections[2], jobs)
+        exit_files = parse_exit_files(sections[2], jobs)
         result: dict[str, JobStatus] = {}
         for job in jobs:
-            result[job.job_id] = _judge(job.job_id, _own(queue, job), _own(acct, job), exit_codes)
-        return with_outputs(result, sections[2], jobs)
+            result[job.job_id] = _judge(job.job_id, _own(queue, job), _own(acct, job), exit_files.codes)
+        return exit_files.with_outputs(result)
 
     def cancel_command(self, job_ids: Sequence[str]) -> str:
         return f"scancel {_ids(job_ids).replace(',', ' ')}"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from operators.hpc.adapters import JobRef, get_adapter
-from operators.hpc.adapters.base import with_outputs
+from operators.hpc.adapters.base import parse_exit_files
 from operators.hpc.spec import JobSpec, JobSpecError, Upload
 from operators.hpc.states import JobState, JobStatus, Output
 
@@ -107,7 +107,9 @@ def test_the_exit_files_report_of_outputs_reaches_the_status_whoever_judged_it()
         "/w/c.exit:output x 1 y",
     ]
     statuses = {"11": JobStatus("11", JobState.COMPLETED, 0), "12": JobStatus("12", JobState.FAILED, 3)}
-    judged = with_outputs(statuses, lines, jobs)
+    exit_files = parse_exit_files(lines, jobs)
+    assert exit_files.codes == {"11": 0, "12": 3}
+    judged = exit_files.with_outputs(statuses)
     assert judged["11"].outputs == (Output("member-0.npz", "f" * 64, 1234),)
     assert judged["12"].outputs == ()
     assert JobStatus.from_dict(json.loads(json.dumps(judged["11"].to_dict()))) == judged["11"]
