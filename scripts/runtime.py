@@ -220,10 +220,12 @@ def write_private(path: Path, text: str) -> None:
 
 
 def load_secrets() -> dict[str, str]:
-    """Secrets generated once and kept: JWT secret, API secret key (log-server tokens), Fernet key."""
+    """Secrets generated once and kept: JWT secret, API secret key (log-server tokens), the jobs' completion
+    notice secret (operators/hpc/notice.py), Fernet key."""
     wanted = {
         "jwt_secret": lambda: secrets.token_urlsafe(48),
         "api_secret_key": lambda: secrets.token_urlsafe(48),
+        "notice_secret": lambda: secrets.token_urlsafe(48),
         "fernet_key": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
     }
     current: dict[str, str] = {}
@@ -338,6 +340,12 @@ def config_env() -> dict[str, str]:
     }
     if scaled():
         env.update(scaled_settings())
+    # Where the machines' jobs send their completion notices (operators/hpc/notice.py): this API server,
+    # which the test bed's machines (this host) reach; a deployment whose compute nodes reach it at
+    # another address sets AIRFLOW_CONN_URGENTFLOW_NOTICE itself.
+    env["AIRFLOW_CONN_URGENTFLOW_NOTICE"] = json.dumps(
+        {"conn_type": "http", "host": base, "password": sec["notice_secret"]}
+    )
     env.update(connection_env())
     for key, value in os.environ.items():  # the caller's Airflow settings win
         if key.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_")):

@@ -10,4 +10,5 @@ report=""
 ${publish}
 # The exit file appears whole (the poller reads it as soon as it exists): the code, then the outputs.
 printf '%s\n' "$$code$$report" > ${exit_tmp_q} && mv -f ${exit_tmp_q} ${exit_file_q}
+${notice}
 exit "$$code"

@@ -13,6 +13,7 @@ from airflow.triggers.base import StartTriggerArgs
 from operators.catalog.catalog import Catalog, Producer, task_map_index
 from operators.hpc.adapters import JobRef
 from operators.hpc.hook import BatchHook, job_name, job_workdir
+from operators.hpc.notice import notice_for
 from operators.hpc.outputs import record_outputs, upload_links
 from operators.hpc.spec import JobSpec, Upload
 from operators.hpc.states import JobState, JobStatus
@@ -157,8 +158,9 @@ class BatchJobOperator(BaseOperator):
         ti = context["ti"]
         map_index = task_map_index(context["ti"])
         hook = self.hook()
+        name = job_name(ti.dag_id, ti.run_id, ti.task_id, map_index)
         return JobSpec(
-            name=job_name(ti.dag_id, ti.run_id, ti.task_id, map_index),
+            name=name,
             command=[str(a) for a in self.command],
             workdir=job_workdir(hook.machine.workdir, ti.dag_id, ti.run_id, ti.task_id, map_index),
             walltime_minutes=int(walltime_minutes),
@@ -171,6 +173,7 @@ class BatchJobOperator(BaseOperator):
             environment={str(k): str(v) for k, v in (self.environment or {}).items()},
             setup=[*hook.machine.setup_lines(), *self.setup],
             uploads=self._uploads(),
+            notice=notice_for(hook.machine.name, name) if hook.machine.completion_notice else None,
         )
 
     def _uploads(self) -> list[Upload]:
@@ -210,6 +213,7 @@ class BatchJobOperator(BaseOperator):
                 poll_interval=self.poll_interval,
                 held_timeout=60.0 * self._held_timeout_minutes(hook),
                 watch_exit_files=hook.machine.watch_exit_files,
+                completion_notice=hook.machine.completion_notice,
             ),
             method_name="execute_complete",
         )

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from operators.hpc.adapters import BatchAdapter, JobRef, get_adapter
 from operators.hpc.adapters.base import parse_woken, wait_for_exit_files_command
 from operators.hpc.async_transport import AsyncTransport, async_transport
+from operators.hpc.notice_listener import notice_listener
 from operators.hpc.states import JobState, JobStatus
 from operators.hpc.transport import TransportError, fitting
 
@@ -27,8 +28,9 @@ log = logging.getLogger(__name__)
 
 # A poll that waits on the machine returns after this long at most (the transport's timeout is 60 s).
 MAX_WAIT_ON_MACHINE_SECONDS = 30.0
-# When a job's exit file is there but its batch system still lists it (Grid Engine takes seconds to take
-# note), the poller polls again this often, up to this many times, before it waits on the machine again.
+# When a job's exit file is there (or the job sent its completion notice) but its batch system still
+# lists it (Grid Engine takes seconds to take note), the poller polls again this often, up to this many
+# times, before it waits on the machine (or for the interval) again.
 RECHECK_SECONDS = 0.5
 RECHECKS = 12
 
@@ -69,6 +71,7 @@ class MachinePoller:
     cut: bool = False
     _task: asyncio.Task[None] | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _notices: int = 0  # completion notices since the last poll began
 
     async def watch(
         self, ref: JobRef, interval: float | None = None, held_limit: float | None = None
@@ -113,6 +116,7 @@ class MachinePoller:
             # allows it first waits there (up to the interval) for a watched job's exit file.
             fresh = self._wake.is_set()
             self._wake.clear()
+            noticed, self._notices = self._notices, 0
             refs = [entries[0].ref for entries in self.watches.values() if entries]
             interval = self._interval()
             waited = self.wait_on_machine and not fresh and failures == 0 and rechecks == 0
@@ -152,8 +156,9 @@ class MachinePoller:
             ended = self._resolve(statuses)
             if not self.watches:
                 break
-            if woken is not None and failures == 0:
-                outstanding = max(0, woken - ended)
+            if (woken is not None or noticed) and failures == 0:
+                # ends the machine showed (exit files) or the jobs told (notices)
+                outstanding = max(0, (woken or 0) + noticed - ended)
                 rechecks = RECHECKS if outstanding else 0  # still listed: look again soon
             elif rechecks:
                 outstanding -= ended
@@ -207,6 +212,12 @@ class MachinePoller:
     def _interval(self) -> float:
         """The smallest interval among the current watchers."""
         return min((w.interval for entries in self.watches.values() for w in entries), default=self.interval)
+
+    def noticed(self) -> None:
+        """A job of this machine said it ended (operators.hpc.notice): poll at once, and soon again while
+        the batch system still lists as many jobs as said so."""
+        self._notices += 1
+        self._wake.set()
 
     def _loop_ended(self, task: asyncio.Task[None]) -> None:
         """A loop that ends (a bug, a cancellation) while jobs are still watched must not leave them waiting."""
@@ -269,18 +280,25 @@ _POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Machine
 
 
 def get_poller(
-    conn_id: str | None, batch_system: str, interval: float, wait_on_machine: bool = False
+    conn_id: str | None,
+    batch_system: str,
+    interval: float,
+    wait_on_machine: bool = False,
+    notices_of: str | None = None,
 ) -> MachinePoller:
     """The poller of one machine in the running event loop (created on first use).
 
     One per machine whatever the intervals, so a machine gets one status command per poll for all its
     jobs; each ``watch(ref, interval)`` names the interval it needs. ``interval`` is a new poller's
     default for watches that name none; ``wait_on_machine`` (the machine's ``watch_exit_files``) lets
-    each poll wait on the machine for a job's end (a later call may switch it on).
+    each poll wait on the machine for a job's end (a later call may switch it on). ``notices_of`` (the
+    machine's name, when it has ``completion_notice``): the completion notices of its jobs wake it.
     """
     key = f"{batch_system}@{conn_id or 'local'}"
     pollers = _POLLERS.setdefault(asyncio.get_running_loop(), {})
     if key not in pollers:
         pollers[key] = MachinePoller(key, async_transport(conn_id), get_adapter(batch_system), interval)
     pollers[key].wait_on_machine = pollers[key].wait_on_machine or wait_on_machine
+    if notices_of is not None:
+        notice_listener().register(notices_of, pollers[key])
     return pollers[key]

@@ -61,6 +61,30 @@ class Upload:
         _check(isinstance(self.url, str) and bool(URL_RE.match(self.url)), "upload link", "(hidden)")
 
 
+# The job's completion notice: an HMAC-SHA256 (hex) over a random nonce, for a job of a named machine.
+NONCE_RE = re.compile(r"^[0-9a-f]{32}$")
+TOKEN_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """The job tells urgentflow it ended, right after its exit file is written: ``POST url`` with the
+    machine, the job's name, ``nonce`` and ``token`` (operators.hpc.notice), so the machine's poller looks
+    at once instead of at its next interval. Best effort: a notice that does not arrive changes nothing,
+    polling finds the end."""
+
+    url: str
+    machine: str
+    nonce: str
+    token: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.url, str) and bool(URL_RE.match(self.url)), "notice address", self.url)
+        _check(bool(WORD_RE.match(self.machine)), "machine", self.machine)
+        _check(bool(NONCE_RE.match(self.nonce)), "notice nonce", self.nonce)
+        _check(bool(TOKEN_RE.match(self.token)), "notice token", "(hidden)")
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """A batch job. ``command`` is an argv list: every element is quoted, so values stay data.
@@ -82,6 +106,7 @@ class JobSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
     setup: Sequence[str] = ()
     uploads: Sequence[Upload] = ()
+    notice: Notice | None = None
 
     def __post_init__(self) -> None:
         _check(bool(NAME_RE.match(self.name)), "job name (letters, digits, . _ -; at most 128)", self.name)
@@ -119,6 +144,7 @@ class JobSpec:
             "uploads (distinct output names)",
             names,
         )
+        _check(self.notice is None or isinstance(self.notice, Notice), "notice", self.notice)
 
     @property
     def stdout(self) -> str:
@@ -147,11 +173,13 @@ class JobSpec:
         return f"{self.workdir}/{self.name}.sh"
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec as JSON-ready data; the upload links are left out (each rendering of a task signs them
-        afresh, and they are credentials): two renderings of one task give the same dict."""
+        """The spec as JSON-ready data; the upload links and the notice are left out but for whether there
+        is one (each rendering of a task signs them afresh, and they are credentials): two renderings of
+        one task give the same dict."""
         data = asdict(self)
         data["command"] = list(self.command)
         data["setup"] = list(self.setup)
         data["environment"] = dict(self.environment)
         data["uploads"] = [{"name": u.name, "key": u.key} for u in self.uploads]
+        data["notice"] = self.notice is not None
         return data

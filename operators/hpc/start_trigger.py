@@ -46,7 +46,13 @@ _THREADS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="urgentflow-tri
 
 
 def _address(machine: Machine) -> MachineAddress:
-    return MachineAddress(machine.name, machine.connection, machine.batch_system, machine.watch_exit_files)
+    return MachineAddress(
+        machine.name,
+        machine.connection,
+        machine.batch_system,
+        machine.watch_exit_files,
+        machine.completion_notice,
+    )
 
 
 async def _in_thread(function: Callable[..., T], *args: Any) -> T:

@@ -16,12 +16,14 @@ from operators.hpc.poller import get_poller
 @dataclass(frozen=True)
 class MachineAddress:
     """Where a trigger reaches a job: the machine's name (for messages), its SSH connection (None: this
-    host), its batch system and whether its poller waits there for exit files."""
+    host), its batch system, whether its poller waits there for exit files and whether its jobs send
+    completion notices (operators.hpc.notice)."""
 
     name: str
     connection: str | None
     batch_system: str
     watch_exit_files: bool = False
+    completion_notice: bool = False
 
 
 async def watch_job(
@@ -35,7 +37,13 @@ async def watch_job(
     """Wait for one job through its machine's shared poller; the event that ends a trigger waiting for
     it: ``{"status": "done", "job": {...}}`` or ``{"status": "error", ...}`` (never raises)."""
     try:
-        poller = get_poller(machine.connection, machine.batch_system, poll_interval, machine.watch_exit_files)
+        poller = get_poller(
+            machine.connection,
+            machine.batch_system,
+            poll_interval,
+            machine.watch_exit_files,
+            notices_of=machine.name if machine.completion_notice else None,
+        )
         status = await poller.watch(job, poll_interval, held_limit=held_timeout)
     except Exception as exc:
         trigger.log.exception("Watching job %s on %s failed", job.job_id, machine.name)
@@ -74,6 +82,7 @@ class BatchJobTrigger(BaseTrigger):
         poll_interval: float = 5.0,
         held_timeout: float | None = None,
         watch_exit_files: bool = False,
+        completion_notice: bool = False,
         job_name: str | None = None,  # None in triggers serialized by earlier versions: no name check
         not_before: float | None = None,  # in triggers serialized by earlier versions; ignored
     ) -> None:
@@ -86,6 +95,7 @@ class BatchJobTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.held_timeout = held_timeout
         self.watch_exit_files = watch_exit_files
+        self.completion_notice = completion_notice
         self.job_name = job_name
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -100,13 +110,16 @@ class BatchJobTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "held_timeout": self.held_timeout,
                 "watch_exit_files": self.watch_exit_files,
+                "completion_notice": self.completion_notice,
                 "job_name": self.job_name,
             },
         )
 
     @property
     def _address(self) -> MachineAddress:
-        return MachineAddress(self.machine, self.connection, self.batch_system, self.watch_exit_files)
+        return MachineAddress(
+            self.machine, self.connection, self.batch_system, self.watch_exit_files, self.completion_notice
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # Never raises out of run(): one terminal event, interpreted in execute_complete.

@@ -52,6 +52,7 @@ MACHINE_SCHEMA: dict[str, Any] = {
         "held_timeout_minutes": {"type": "number", "exclusiveMinimum": 0, "maximum": 10080},
         "watch_exit_files": {"type": "boolean"},
         "jobs_reach_store": {"type": "boolean"},
+        "completion_notice": {"type": "boolean"},
         "partitions": {
             "type": "object",
             "minProperties": 1,
@@ -114,6 +115,9 @@ class Machine:
     # its jobs reach the object store (its compute nodes can open the store's address): they may publish
     # their own outputs (BatchJobOperator(outputs=...)); when not, outputs are staged off the machine
     jobs_reach_store: bool = True
+    # its jobs tell urgentflow's API when they end (their compute nodes reach the API server): the poller
+    # looks at once instead of at its next poll (operators.hpc.notice); polling stays the fallback
+    completion_notice: bool = False
 
     @property
     def default_partition(self) -> str | None:
@@ -157,6 +161,7 @@ def _machine(name: str, raw: dict[str, Any]) -> Machine:
         held_timeout_minutes=float(raw.get("held_timeout_minutes", 30.0)),
         watch_exit_files=bool(raw.get("watch_exit_files", True)),
         jobs_reach_store=bool(raw.get("jobs_reach_store", True)),
+        completion_notice=bool(raw.get("completion_notice", False)),
     )
 
 

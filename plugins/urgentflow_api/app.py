@@ -7,7 +7,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from urgentflow_api import incidents, incidents_page, machines, observations, orders, services
+from urgentflow_api import incidents, incidents_page, machines, notices, observations, orders, services
 from urgentflow_api.limits import BodyLimit
 from urgentflow_api.refusals import StrictJSONBodies, unexpected_error_is_logged, validation_error_is_422
 from urgentflow_api.web_security import WebSecurity
@@ -42,6 +42,7 @@ def create_app() -> FastAPI:
     app.include_router(machines.router)
     app.include_router(services.router)
     app.include_router(orders.router)
+    app.include_router(notices.router)
     app.add_exception_handler(HTTPException, invalid_token_is_401)
     app.add_exception_handler(RequestValidationError, validation_error_is_422)
     app.add_exception_handler(Exception, unexpected_error_is_logged)

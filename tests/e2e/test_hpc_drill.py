@@ -17,6 +17,7 @@ from figures import report
 from recovery import seconds_until_moving, wait_until_submitting
 
 from operators.catalog.catalog import Catalog, Producer
+from operators.catalog.notices import NoticeCatalog
 from operators.hpc.hook import BatchHook, job_name, job_workdir
 from operators.hpc.spec import JobSpec
 
@@ -150,6 +151,10 @@ def test_failing_member_names_state_exit_code_and_stderr(airflow: AirflowClient,
     assert states[("member", 1)] == "failed"
     log = "\n".join(airflow.task_log(DAG, run_id, "member", try_number=2, map_index=1))
     assert "ended FAILED" in log and "exit code 3" in log and "member 1 drill failure" in log, log[-3000:]
+    if machine == "beta":  # completion_notice: true in the machine catalog
+        for job in jobs_of_run(airflow, run_id, 2):
+            notices = NoticeCatalog().notices_of("beta", job["name"])
+            assert notices, f"{job['name']} ended without its notice reaching the API server"
 
 
 def kill_and_restart(component: str) -> None:

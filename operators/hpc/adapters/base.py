@@ -5,6 +5,7 @@ An adapter never opens a connection or a file on a remote host; transports run w
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from abc import ABC, abstractmethod
@@ -133,6 +134,7 @@ class BatchAdapter(ABC):
             launch=launch,
             command=shlex.join(spec.command),
             publish=publish_lines(spec),
+            notice=notice_lines(spec),
         )
 
 
@@ -145,6 +147,23 @@ def publish_lines(spec: JobSpec) -> str:
         link = f'url = "{upload.url}"'
         lines.append(f"uf_publish {shlex.quote(upload.name)} <<'URGENTFLOW_LINK'\n{link}\nURGENTFLOW_LINK")
     return "\n".join(lines)
+
+
+def notice_lines(spec: JobSpec) -> str:
+    """The script line that sends the job's completion notice (none without one), after its exit file:
+    best effort and quiet (a notice that fails shows nowhere; polling finds the end). The token is on
+    curl's stdin (a here-document), never on a command line; every value in it is validated plain text
+    (JobSpec, Notice), so nothing can end its quotes."""
+    notice = spec.notice
+    if notice is None:
+        return ""
+    body = {"machine": notice.machine, "job": spec.name, "nonce": notice.nonce, "token": notice.token}
+    data = json.dumps(body, separators=(",", ":")).replace('"', '\\"')
+    return (
+        "command -v curl >/dev/null 2>&1 && curl -fsS --connect-timeout 3 -m 5 -o /dev/null -K - "
+        ">/dev/null 2>&1 <<'URGENTFLOW_NOTICE' || true\n"
+        f'url = "{notice.url}"\nheader = "Content-Type: application/json"\ndata = "{data}"\nURGENTFLOW_NOTICE'
+    )
 
 
 def first_job_id(stdout: str, pattern: re.Pattern[str], tool: str) -> str:

@@ -240,11 +240,15 @@ def test_the_trigger_serializes_what_it_was_given_and_loads_what_earlier_version
         "poll_interval": 2.0,
         "held_timeout": None,
         "watch_exit_files": False,
+        "completion_notice": False,
         "job_name": "uf-job-7",
     }
     # triggers deferred before an upgrade held their event until ``not_before`` and had no
-    # ``watch_exit_files`` and no ``job_name`` (their records are not checked by name): they still load
-    earlier = {k: v for k, v in kwargs.items() if k not in ("watch_exit_files", "job_name")}
+    # ``watch_exit_files``, ``completion_notice`` and ``job_name`` (their records are not checked by name):
+    # they still load
+    earlier = {
+        k: v for k, v in kwargs.items() if k not in ("watch_exit_files", "completion_notice", "job_name")
+    }
     assert BatchJobTrigger(**earlier, not_before=1.0).serialize() == (path, {**kwargs, "job_name": None})
 
 
@@ -346,3 +350,25 @@ def test_jobs_too_many_for_one_command_line_are_polled_in_several_that_fit_and_n
     assert len(fake.commands) > 2 and not any("sleep" in c for c in fake.commands)
     polled = [c for c in fake.commands if "/1.exit" in c]
     assert len(polled) < len(fake.commands), "each command polls some of the jobs, not all"
+
+
+def test_a_completion_notice_makes_the_poller_look_at_once_and_again_while_the_job_is_still_listed() -> None:
+    """Interval 30 s: without the notice the end would be known 30 s later. The first poll after the
+    notice still finds the job listed (the batch system lags its end): the poller looks again soon."""
+    fake = FakeSlurm()
+    fake.states["1"] = ("RUNNING", "0:0")
+
+    async def scenario() -> JobStatus:
+        p = MachinePoller("slurm@fake", fake, get_adapter("slurm"), interval=30.0)
+        watching = asyncio.ensure_future(p.watch(ref(1)))
+        while p.polls < 1:
+            await asyncio.sleep(0.01)
+        p.noticed()
+        while p.polls < 2:
+            await asyncio.sleep(0.01)
+        fake.states["1"] = ("COMPLETED", "0:0")
+        return await watching
+
+    status = bounded(scenario(), limit=5.0)
+    assert status.state is JobState.COMPLETED
+    assert len(fake.commands) == 3, "the poll the notice caused, then one recheck"
