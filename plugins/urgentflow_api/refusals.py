@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from operators.jsoninput import JSONInputError, loads
+from urgentflow_api.web_security import DATA_POLICY, HARDENING
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,9 @@ async def validation_error_is_422(request: Request, exc: Exception) -> Response:
 async def unexpected_error_is_logged(request: Request, exc: Exception) -> Response:
     reference = secrets.token_hex(6)
     log.error("%s %s failed (reference %s)", request.method, request.url.path, reference, exc_info=exc)
+    # Starlette answers this outside every middleware of the app (WebSecurity's hardening included)
     return JSONResponse(
-        status_code=500, content={"detail": f"internal error (reference {reference}); it has been logged"}
+        status_code=500,
+        content={"detail": f"internal error (reference {reference}); it has been logged"},
+        headers={**HARDENING, "Content-Security-Policy": DATA_POLICY},
     )

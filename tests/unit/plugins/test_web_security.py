@@ -193,6 +193,24 @@ def test_refusals_are_hardened_too(client: TestClient) -> None:
     assert response.headers["x-content-type-options"] == "nosniff"
 
 
+class BrokenCatalog:
+    def recent_services(self, limit: int) -> list[dict[str, Any]]:
+        raise RuntimeError("the catalog broke")
+
+
+def test_an_unexpected_error_is_hardened_too(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starlette answers an unhandled error outside the app's middleware: the 500 carries the headers
+    itself (and says nothing of the error but a reference to the log)."""
+    monkeypatch.setattr(services, "Catalog", BrokenCatalog)
+    response = client.get("/services")
+    assert response.status_code == 500 and "broke" not in response.text
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "SAMEORIGIN"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'self'"
+
+
 def directive(policy: str, name: str) -> str:
     return next((d.strip() for d in policy.split(";") if d.strip().startswith(name + " ")), "")
 

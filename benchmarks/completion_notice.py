@@ -1,0 +1,134 @@
+"""Completion notices: how late a job's end is known, with notices vs polling at the interval, same run.
+
+N real Slurm jobs on `beta` (which has ``completion_notice: true``), ending one after the other, are
+watched by the machine's poller with ``--interval`` seconds between polls and no wait on the machine
+(``watch_exit_files: false``: where notices matter), three ways, one after the other, each with fresh
+jobs: polling at the interval only (the baseline), with the jobs' completion notices (sent to the plugin
+app, served here by uvicorn with a secret of its own; its NOTIFY on the catalog database wakes the
+poller), and, for comparison, the default wait on the machine for exit files. "Known late" is when the
+watch returned minus the job's exit file's mtime (one clock: the test bed's machines are this host).
+Run: ``.venv/bin/python benchmarks/completion_notice.py --jobs 10 --interval 10``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import socket
+import statistics
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "plugins"))
+os.environ.setdefault("AIRFLOW_HOME", str(ROOT / "var" / "airflow-bench"))
+
+from connections import connection_env  # noqa: E402
+
+os.environ.update(connection_env())
+
+import uvicorn  # noqa: E402
+
+from operators.hpc.adapters import JobRef  # noqa: E402
+from operators.hpc.hook import BatchHook  # noqa: E402
+from operators.hpc.notice import notice_for  # noqa: E402
+from operators.hpc.poller import get_poller  # noqa: E402
+from operators.hpc.spec import JobSpec  # noqa: E402
+from urgentflow_api.app import create_app  # noqa: E402
+
+MACHINE = "beta"
+
+
+def serve_api() -> uvicorn.Server:
+    """The plugin app on a free port, and the notice Connection pointing at it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    connection = {
+        "conn_type": "http",
+        "host": f"http://127.0.0.1:{sock.getsockname()[1]}",
+        "password": secrets.token_urlsafe(32),
+    }
+    os.environ["AIRFLOW_CONN_URGENTFLOW_NOTICE"] = json.dumps(connection)
+    server = uvicorn.Server(uvicorn.Config(create_app(), log_level="warning"))
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise SystemExit("the plugin app did not start within 30 s")
+        time.sleep(0.05)
+    return server
+
+
+def submit(hook: BatchHook, n: int, notices: bool, tag: str) -> list[JobRef]:
+    """N jobs ending 1.3 s apart (from 3 s on), each with a notice when ``notices``."""
+    refs = []
+    for i in range(n):
+        name = f"uf-bench-notice-{tag}-{i}"
+        spec = JobSpec(
+            name=name,
+            command=["sleep", f"{3 + 1.3 * i:.1f}"],
+            workdir=f"{hook.machine.workdir}/bench/notice/{tag}",
+            notice=notice_for(MACHINE, name) if notices else None,
+        )
+        job_id, _ = hook.submit(spec)
+        refs.append(JobRef(job_id, spec.exit_file, spec.name))
+    return refs
+
+
+async def watch(
+    hook: BatchHook, refs: list[JobRef], interval: float, wait_there: bool, notices: bool
+) -> dict:
+    poller = get_poller(
+        hook.machine.connection, "slurm", interval, wait_there, notices_of=MACHINE if notices else None
+    )
+
+    async def one(ref: JobRef) -> float:
+        await poller.watch(ref, interval)
+        return time.time()
+
+    known = await asyncio.gather(*(one(r) for r in refs))
+    return {"known": dict(zip([r.job_id for r in refs], known, strict=True)), "polls": poller.polls}
+
+
+def run(hook: BatchHook, n: int, interval: float, way: str) -> tuple[list[float], int]:
+    tag = f"{way}-{uuid.uuid4().hex[:6]}"
+    notices, wait_there = way == "notices", way == "exit-file wait"
+    refs = submit(hook, n, notices, tag)
+    result = asyncio.run(watch(hook, refs, interval, wait_there, notices))
+    files = " ".join(r.exit_file for r in refs)
+    out = hook.transport.run(f"stat -c '%.9Y %n' {files}").check("stat")
+    ended = {line.split(" ", 1)[1]: float(line.split(" ", 1)[0]) for line in out.stdout.splitlines()}
+    late = [result["known"][r.job_id] - ended[r.exit_file] for r in refs]
+    return late, result["polls"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=10)
+    parser.add_argument("--interval", type=float, default=10.0)
+    args = parser.parse_args()
+    server = serve_api()
+    hook = BatchHook(MACHINE)
+    print(f"{args.jobs} jobs on {MACHINE}, ending 1.3 s apart; poll interval {args.interval:g} s")
+    figures = {}
+    for way in ("interval only", "notices", "exit-file wait"):
+        late, polls = run(hook, args.jobs, args.interval, way)
+        figures[way] = statistics.median(late)
+        print(
+            f"  {way:15} known late: p50 {statistics.median(late):.2f} s, max {max(late):.2f} s"
+            f" ({polls} status commands)"
+        )
+    print(f"  notices vs interval only: p50 {figures['notices'] / figures['interval only']:.3f}x")
+    server.should_exit = True
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
