@@ -35,15 +35,22 @@ from connections import connection_env  # noqa: E402
 os.environ.update(connection_env())
 
 import uvicorn  # noqa: E402
+from starlette.applications import Starlette  # noqa: E402
+from starlette.routing import Mount  # noqa: E402
 
 from operators.hpc.adapters import JobRef  # noqa: E402
 from operators.hpc.hook import BatchHook  # noqa: E402
 from operators.hpc.notice import notice_for  # noqa: E402
 from operators.hpc.poller import get_poller  # noqa: E402
 from operators.hpc.spec import JobSpec  # noqa: E402
-from urgentflow_api.app import create_app  # noqa: E402
+from urgentflow_api.app import URL_PREFIX, create_app  # noqa: E402
 
 MACHINE = "beta"
+
+
+def mounted() -> Starlette:
+    """The plugin app under /urgentflow, as the Airflow API server mounts it."""
+    return Starlette(routes=[Mount(URL_PREFIX, app=create_app())])
 
 
 def serve_api() -> uvicorn.Server:
@@ -56,7 +63,7 @@ def serve_api() -> uvicorn.Server:
         "password": secrets.token_urlsafe(32),
     }
     os.environ["AIRFLOW_CONN_URGENTFLOW_NOTICE"] = json.dumps(connection)
-    server = uvicorn.Server(uvicorn.Config(create_app(), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(mounted(), log_level="warning"))
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
     deadline = time.monotonic() + 30
     while not server.started:
@@ -98,7 +105,7 @@ async def watch(
 
 
 def run(hook: BatchHook, n: int, interval: float, way: str) -> tuple[list[float], int]:
-    tag = f"{way}-{uuid.uuid4().hex[:6]}"
+    tag = f"{way.split()[0]}-{uuid.uuid4().hex[:6]}"
     notices, wait_there = way == "notices", way == "exit-file wait"
     refs = submit(hook, n, notices, tag)
     result = asyncio.run(watch(hook, refs, interval, wait_there, notices))

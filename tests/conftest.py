@@ -25,8 +25,12 @@ os.environ.update(connection_env())
 
 
 # --- Two tests at a time (``make test``: pytest-xdist, two workers, ``--dist loadscope``) ---
-# Each e2e module is a scope (one worker runs its tests in order; the e2e modules share one embedded
-# runtime, tests/e2e/conftest.py); every other test is a scope of its own. A test marked ``exclusive``
+# The e2e tests share one embedded runtime (tests/e2e/conftest.py). Most of them are one scope, run by one
+# worker in order: many stop or break a server and so run alone anyway, and beside the other worker's
+# mostly short integration tests they wait little. The ``SIDE`` modules (long, none of their tests
+# exclusive) are a scope each, run beside that one; every other test is a scope of its own. (One scope
+# per e2e module was measured slower: 32 min against 29, each exclusive e2e test waiting for the other
+# worker's long e2e test in flight.) A test marked ``exclusive``
 # stops or breaks a server of the shared test bed (sshd, slurmctld, S3, the machine's Postgres, Grid
 # Engine, the embedded runtime), fills a cluster or counts a shared table: it runs with no other test of
 # that server beside it. Turns are per server (``bed_turns.SERVERS``): a test on the bed holds a shared
@@ -34,9 +38,13 @@ os.environ.update(connection_env())
 # only ones it uses (a long test that then holds up no exclusive test of another server), and
 # ``exclusive(*servers)`` names the ones it breaks (none named: all), holding those alone and a shared
 # turn on the rest. An ``exclusive`` mark on an e2e module holds its turn for the whole module, its
-# module fixtures included (they pause DAGs, create incidents). (xdist's own ``loadgroup`` marks do not work with
-# pytest 9: xdist renames items through a private attribute pytest 9 no longer reads.)
+# module fixtures included (they pause DAGs, create incidents). (xdist's own ``loadgroup`` marks do not
+# work with pytest 9: xdist renames items through a private attribute pytest 9 no longer reads.)
 E2E = "tests/e2e/"
+SIDE = tuple(
+    f"{E2E}{name}.py"
+    for name in ("test_scaled_mode", "test_services_dag", "test_study_pipeline", "test_observations")
+)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -46,7 +54,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class RuntimeScope(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return nodeid.split("::", 1)[0] if nodeid.startswith(E2E) else nodeid
+            module = nodeid.split("::", 1)[0]
+            if not module.startswith(E2E):
+                return nodeid
+            return module if module in SIDE else E2E
 
     return RuntimeScope(config, log)
 
