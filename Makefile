@@ -72,10 +72,11 @@ test: venv lint testbed
 
 # Quick benchmark set, about 5 minutes (figures, full-size commands and readings in benchmarks/README.md):
 # job watching at N = 10, 100; trigger-to-running latency over 10 incidents; a 50-member ensemble;
-# report to map (8 members) over 3 incidents.
+# report to map (8 members) over 3 incidents; completion notices vs polling at the interval (10 jobs).
 # Needs the test bed and the runtime (make up); every job it submits is cancelled at the end.
 bench: venv testbed
 	$(PY) benchmarks/job_watch.py --sizes 10,100
+	$(PY) benchmarks/completion_notice.py --jobs 10 --interval 10
 	$(PY) scripts/runtime.py start
 	$(PY) benchmarks/latency.py --runs 10
 	$(PY) benchmarks/throughput.py --members 50 --seconds 2

@@ -108,7 +108,10 @@ def run(hook: BatchHook, n: int, interval: float, way: str) -> tuple[list[float]
     tag = f"{way.split()[0]}-{uuid.uuid4().hex[:6]}"
     notices, wait_there = way == "notices", way == "exit-file wait"
     refs = submit(hook, n, notices, tag)
-    result = asyncio.run(watch(hook, refs, interval, wait_there, notices))
+    try:
+        result = asyncio.run(watch(hook, refs, interval, wait_there, notices))
+    finally:  # also on failure or interrupt: nothing of ours is left running (ended ones: a no-op)
+        hook.transport.run(hook.adapter.cancel_command([r.job_id for r in refs]))
     files = " ".join(r.exit_file for r in refs)
     out = hook.transport.run(f"stat -c '%.9Y %n' {files}").check("stat")
     ended = {line.split(" ", 1)[1]: float(line.split(" ", 1)[0]) for line in out.stdout.splitlines()}
