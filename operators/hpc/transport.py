@@ -289,21 +289,26 @@ def _exec(client: paramiko.SSHClient, command: str, stdin: str, timeout: float) 
 
 
 def _read_both(channel: paramiko.Channel, timeout: float) -> tuple[bytes, bytes]:
-    """stdout and stderr to their end, each read as it arrives; at most ``timeout`` s waiting for output.
+    """stdout and stderr to their end, each read as it arrives; ``timeout`` s at most for the whole
+    command (a command that keeps writing a little does not hold the caller past it).
 
     Both streams share the channel's flow-control window (~2 MiB): draining one to its end first stalls
     a command that fills the other until the timeout.
     """
     out, err = bytearray(), bytearray()
+    deadline = time.monotonic() + timeout
     while True:
         ended = channel.eof_received or channel.closed  # before the reads: nothing arrives after it
+        left = deadline - time.monotonic()
+        if left <= 0 and not ended:
+            raise TimeoutError
         if channel.recv_ready():
             out += channel.recv(STREAM_CHUNK)
         elif channel.recv_stderr_ready():
             err += channel.recv_stderr(STREAM_CHUNK)
         elif ended:
             return bytes(out), bytes(err)
-        elif not select.select([channel], [], [], timeout)[0]:
+        elif not select.select([channel], [], [], left)[0]:
             raise TimeoutError
 
 
