@@ -10,9 +10,7 @@ from typing import Any
 
 import pytest
 
-# catalog: the machine's Postgres; runtime: the embedded Airflow runtime, which only e2e tests use
-SERVERS = ("alpha", "beta", "catalog", "docker", "gamma", "runtime", "s3")
-RUNTIME = "runtime"
+SERVERS = ("alpha", "beta", "catalog", "docker", "gamma", "s3")  # catalog: the machine's Postgres
 
 
 @contextlib.contextmanager
@@ -37,15 +35,13 @@ def bed_turn(folder: Path, claims: dict[str, bool]) -> Iterator[None]:
 
 
 def bed_claims(node: Any) -> dict[str, bool]:
-    """The servers a test on the bed takes turns on, and whether alone (its marks, see above). "All"
-    servers are every one for an e2e test, and all but the embedded runtime for any other test."""
+    """The servers a test on the bed takes turns on, and whether alone (its marks, see above)."""
     exclusive, uses = node.get_closest_marker("exclusive"), node.get_closest_marker("bed")
     named = [*(exclusive.args if exclusive else ()), *(uses.args if uses else ())]
     unknown = set(named) - set(SERVERS)
     if unknown or (exclusive and uses):
         raise pytest.UsageError(f"{node.nodeid}: bed/exclusive marks name servers of {SERVERS}, one mark")
-    every = SERVERS if node.get_closest_marker("e2e") else tuple(s for s in SERVERS if s != RUNTIME)
     if exclusive is not None:
-        broken = set(exclusive.args) or set(every)
-        return {server: server in broken for server in sorted({*every, *broken})}
-    return dict.fromkeys(uses.args if uses is not None and uses.args else every, False)
+        broken = set(exclusive.args) or set(SERVERS)
+        return {server: server in broken for server in SERVERS}
+    return dict.fromkeys(uses.args if uses is not None and uses.args else SERVERS, False)

@@ -17,7 +17,7 @@ from airflow_client import AirflowClient
 from operators.catalog.catalog import Catalog, Producer
 from operators.storage.hook import ObjectStoreHook
 
-pytestmark = [pytest.mark.e2e, pytest.mark.exclusive("runtime", "s3")]  # stops the runtime and the S3 server
+pytestmark = [pytest.mark.e2e, pytest.mark.exclusive("s3")]  # stops the runtime and the S3 server
 ROOT = Path(__file__).resolve().parents[2]
 DAG = "quickstart"
 

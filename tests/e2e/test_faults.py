@@ -255,7 +255,6 @@ def test_catalog_postgres_restart_mid_run_leaves_the_catalog_consistent(airflow:
     assert_one_job_per_member(airflow, run_id, fault_at)
 
 
-@pytest.mark.exclusive("runtime")  # kills Airflow's own Postgres, restarts the runtime
 def test_metadata_postgres_killed_then_runtime_restarted_loses_nothing(airflow: AirflowClient) -> None:
     run_id = start_ensemble(airflow, seconds=20)
     postmaster = urgentflow_home() / "runtime" / "pg" / "postmaster.pid"

@@ -176,7 +176,6 @@ def kill_and_restart(component: str) -> None:
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
 
 
-@pytest.mark.exclusive("runtime")  # kills the scheduler
 def test_scheduler_killed_while_members_submit_moves_again_within_a_minute(airflow: AirflowClient) -> None:
     """The scheduler's session is killed while members are in workers submitting (the drill whose members
     submit from workers): after the restart
@@ -203,7 +202,6 @@ def test_scheduler_killed_while_members_submit_moves_again_within_a_minute(airfl
     assert sorted(submitted_names("alpha", names)) == sorted(names), "re-attached: one job per member"
 
 
-@pytest.mark.exclusive("runtime")  # kills the component
 @pytest.mark.parametrize("component", ["triggerer", "scheduler"])
 def test_component_killed_mid_run_loses_and_duplicates_nothing(
     airflow: AirflowClient, component: str
@@ -475,7 +473,6 @@ def catch_triggerer_after_submit(
     pytest.fail(f"the member of {run_id} was neither submitted nor recorded within {timeout} s")
 
 
-@pytest.mark.exclusive("runtime")  # freezes and kills the triggerer
 def test_triggerer_killed_after_submitting_reattaches_to_the_job_by_name(airflow: AirflowClient) -> None:
     """The triggerer dies between a member's batched submission and its record (XCom, catalog): the
     member's trigger runs again in the new triggerer, finds the job by its name and re-attaches; the job

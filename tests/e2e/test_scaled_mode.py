@@ -36,8 +36,7 @@ from recovery import seconds_until_moving, wait_until_submitting
 from operators.catalog.catalog import Catalog
 from operators.hpc.hook import BatchHook
 
-# its own instance: every server of the bed but the embedded runtime
-pytestmark = [pytest.mark.e2e, pytest.mark.bed("alpha", "beta", "catalog", "docker", "gamma", "s3")]
+pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = [sys.executable, str(ROOT / "scripts" / "runtime.py"), "--mode", "scaled"]
 MEMBERS = 6

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bed_turns import RUNTIME, SERVERS, bed_claims, bed_turn
+from bed_turns import SERVERS, bed_claims, bed_turn
 
 
 class Node:
@@ -23,24 +23,14 @@ class Node:
         return self.marks.get(name)
 
 
-BED = tuple(s for s in SERVERS if s != RUNTIME)  # all a test that does not use the runtime can use
-
-
 def test_the_marks_name_what_a_test_holds_alone_and_what_it_shares() -> None:
-    assert bed_claims(Node()) == dict.fromkeys(BED, False)
-    assert bed_claims(Node(exclusive=())) == dict.fromkeys(BED, True)
-    assert bed_claims(Node(exclusive=("alpha",))) == {s: s == "alpha" for s in BED}
+    assert bed_claims(Node()) == dict.fromkeys(SERVERS, False)
+    assert bed_claims(Node(exclusive=())) == dict.fromkeys(SERVERS, True)
+    assert bed_claims(Node(exclusive=("alpha",))) == {s: s == "alpha" for s in SERVERS}
     assert bed_claims(Node(bed=("s3",))) == {"s3": False}
     for bad in (Node(bed=("delta",)), Node(exclusive=("alpha",), bed=("s3",))):
         with pytest.raises(pytest.UsageError, match="name servers of"):
             bed_claims(bad)
-
-
-def test_only_e2e_tests_share_the_embedded_runtime_and_a_test_that_kills_it_holds_it_alone() -> None:
-    assert bed_claims(Node(e2e=())) == dict.fromkeys(SERVERS, False)
-    assert bed_claims(Node(e2e=(), exclusive=())) == dict.fromkeys(SERVERS, True)
-    assert bed_claims(Node(e2e=(), exclusive=(RUNTIME, "s3"))) == {s: s in (RUNTIME, "s3") for s in SERVERS}
-    assert bed_claims(Node(e2e=(), bed=("alpha",))) == {"alpha": False}
 
 
 def waited(folder: Path, held: dict[str, bool], wanted: dict[str, bool]) -> float:
@@ -74,11 +64,3 @@ def test_a_test_of_a_broken_server_waits_for_the_exclusive_one_and_the_other_way
     assert waited(tmp_path, alone_on_alpha, bed_claims(Node())) > 0.4, "an unmarked test uses every server"
     assert waited(tmp_path, alone_on_alpha, bed_claims(Node(exclusive=("gamma",)))) > 0.4, "it shares alpha"
     assert waited(tmp_path, bed_claims(Node(bed=("alpha",))), alone_on_alpha) > 0.4
-
-
-def test_an_integration_test_runs_beside_a_test_that_kills_the_runtime_and_an_e2e_test_waits(
-    tmp_path: Path,
-) -> None:
-    kills_runtime = bed_claims(Node(e2e=(), exclusive=(RUNTIME,)))
-    assert waited(tmp_path, kills_runtime, bed_claims(Node())) < 0.3
-    assert waited(tmp_path, kills_runtime, bed_claims(Node(e2e=()))) > 0.4
