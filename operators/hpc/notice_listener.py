@@ -59,16 +59,17 @@ class NoticeListener:
         while True:
             self.backend_pid = None
             try:
-                await self._listen()
-                return  # nobody watches any more
+                await self._listen()  # returns when nobody watches any more
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database is away: poll at the interval until it is back
                 if self.backend_pid is not None:  # it listened until now: a fresh loss
                     pause = FIRST_PAUSE_SECONDS
                 log.warning("completion notices: %s: %s (again in %.0f s)", type(exc).__name__, exc, pause)
-            await asyncio.sleep(pause)
-            pause = min(MAX_PAUSE_SECONDS, pause * 2)
+                await asyncio.sleep(pause)
+                pause = min(MAX_PAUSE_SECONDS, pause * 2)
+            # Asked again after every await (closing the connection is one): a watcher that came meanwhile
+            # found this task not yet done and started none. No await between this check and the end.
             if not self._wanted():
                 return
 

@@ -202,3 +202,26 @@ def test_a_notice_wakes_the_pollers_of_its_machine_only() -> None:
 
     beta, beta_too, gamma = asyncio.run(scenario())
     assert (beta.notices, beta_too.notices, gamma.notices) == (1, 1, 0)
+
+
+def test_a_watcher_that_comes_while_the_listener_closes_is_listened_for() -> None:
+    """The listener closes its connection (an await) when nobody watches; a poller registering then
+    finds its task not yet done and starts none: the listener must listen again, not end."""
+
+    async def scenario() -> int:
+        listener = NoticeListener()
+        late = Poller(watching=False)
+        listener.pollers["beta"] = [late]
+        calls = 0
+
+        async def listen() -> None:
+            nonlocal calls
+            calls += 1
+            await asyncio.sleep(0)  # closing the connection
+            late.watches = {"1": ["a watch"]} if calls == 1 else {}  # a watcher came during the first close
+
+        listener._listen = listen  # type: ignore[method-assign]
+        await asyncio.wait_for(listener._run(), 5)
+        return calls
+
+    assert asyncio.run(scenario()) == 2

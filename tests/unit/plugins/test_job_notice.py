@@ -64,16 +64,17 @@ def test_a_token_of_another_job_or_secret_is_refused(client: TestClient) -> None
     other_secret = body() | {"token": sign("another secret", "beta", "uf-job-1", NONCE)}
     for sent in (other_job, other_secret):
         response = client.post(PATH, json=sent)
-        assert response.status_code == 403 and response.json() == {
-            "detail": "the notice's token does not match it"
-        }
+        assert response.status_code == 403 and response.json() == {"detail": notices.REFUSED}
     assert FakeNotices.accepted == []
 
 
 @pytest.mark.parametrize("machine", ["alpha", "nosuch"])
-def test_a_machine_that_takes_no_notices_is_404(client: TestClient, machine: str) -> None:
+def test_a_machine_that_takes_no_notices_is_refused_like_a_bad_token(
+    client: TestClient, machine: str
+) -> None:
+    """The same answer as a wrong token: a caller without the secret learns nothing of the machines."""
     response = client.post(PATH, json=body(machine=machine))
-    assert response.status_code == 404 and machine in response.json()["detail"]
+    assert response.status_code == 403 and response.json() == {"detail": notices.REFUSED}
     assert FakeNotices.accepted == []
 
 
@@ -81,7 +82,7 @@ def test_without_a_notice_secret_no_notice_is_taken(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(notices, "notice_secret", lambda: None)
-    assert client.post(PATH, json=body()).status_code == 404
+    assert client.post(PATH, json=body()).status_code == 403
     assert FakeNotices.accepted == []
 
 
