@@ -81,16 +81,16 @@ def test_one_command_per_interval_for_many_jobs() -> None:
     async def scenario() -> list:
         p = poller(fake)
         task = asyncio.ensure_future(_watch_all(p, n))
-        await asyncio.sleep(0.3)
-        polls_while_running = p.polls
+        while p.polls < 2:  # two intervals with every job still running (wall-clock free: a busy host only slows it)
+            await asyncio.sleep(0.01)
+        assert not task.done()
         for i in range(1, n + 1):
             fake.states[str(i)] = ("COMPLETED" if i % 2 else "FAILED", "0:0" if i % 2 else "3:0")
         results = await task
         assert len(fake.commands) == p.polls
-        assert polls_while_running >= 2
         return results
 
-    results = asyncio.run(scenario())
+    results = bounded(scenario(), limit=30.0)
     assert [r.state for r in results[:2]] == [JobState.COMPLETED, JobState.FAILED]
     assert results[1].exit_code == 3
     # every command covered all jobs at once
@@ -204,7 +204,8 @@ def test_a_machine_polls_at_the_smallest_interval_among_its_triggers() -> None:
         get_poller("hpc_fake", "slurm", 30.0).transport = fake  # the machine's poller, faked at its transport
         slow = asyncio.ensure_future(first_event(trigger(1, 30.0)))
         fast = asyncio.ensure_future(first_event(trigger(2, 0.05)))
-        await asyncio.sleep(0.3)
+        while len(fake.commands) < 2:  # two fast intervals, each far below the slow one's 30 s
+            await asyncio.sleep(0.01)
         fake.states["2"] = ("COMPLETED", "0:0")
         event = await asyncio.wait_for(fast, 3)
         slow.cancel()
