@@ -5,11 +5,11 @@ Each round, against the embedded runtime and the Slurm test bed:
    runs from just before the POST until the first member's Slurm job is RUNNING. That is the whole
    incident path a user waits through: the catalog row and the DAG run, scheduling, ``prepare`` (the
    landscape and scenario generated and written to the object store), ``select_machine`` (live load
-   and an ``sbatch --test-only`` per machine), ``stage_inputs`` (the machine fetches them),
-   then ``simulate`` (BatchJobOperator, started in the triggerer: look-up, script and sbatch). The
-   machine chosen is read from the catalog (``machine_selections``) and the job, whose name is
-   derived from the run, is then watched there with ``squeue -n NAME`` every ``--poll`` seconds
-   over one open SSH connection; RUNNING is the first poll that shows it running (or past it).
+   and an ``sbatch --test-only`` per machine) beside ``member_args``, then ``simulate``
+   (BatchJobOperator, started in the triggerer: look-up, script and sbatch; the job fetches its inputs
+   itself once it runs). The machine chosen is read from the catalog (``machine_selections``) and the
+   job, whose name is derived from the run, is then watched there with ``squeue -n NAME`` every
+   ``--poll`` seconds over one open SSH connection; RUNNING is the first poll that shows it running (or past it).
    Once it runs, the incident is cancelled through ``POST /urgentflow/incidents/{id}/cancel`` (the
    run fails, the job is cancelled; aggregation and the result viewer never start) and the job is
    also scancel'd by name.

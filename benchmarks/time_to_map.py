@@ -93,7 +93,7 @@ def one_round(airflow: AirflowClient, catalog: Catalog, machines: Machines, memb
             "prepare start": began("prepare"),
             "prepare": took("prepare"),
             "select_machine": took("select_machine"),
-            "stage_inputs": took("stage_inputs"),
+            "member_args": took("member_args"),
             "simulate deferred": began("simulate", 0),
             "slowest member": member,
             # the members' jobs publish their own outputs: the map's task follows the last member's end

@@ -13,7 +13,6 @@ from operators.incidents import NAME_PATTERN, Perimeter, Point, Region, Weather,
 from operators.machines.operators import SelectMachineOperator
 from operators.services.operators import StartServiceOperator
 from operators.storage.assets import PUBLISHED
-from operators.storage.operators import StageToMachineOperator
 
 DOC = """
 ### wildfire_forecast
@@ -25,10 +24,11 @@ The urgent-computing flagship (after VESTEC). For one wildfire incident it
    the cells inside an observed `perimeter` burning from the start, weather with its per-member
    perturbation) and the model code, all written to the object store and catalogued for the incident;
 2. **selects** the machine (`SelectMachineOperator`: up, fits, earliest start, then cost);
-3. **stages** the inputs to it (the machine fetches them itself) and runs a **mapped ensemble** of
-   `ensemble_size` fire-spread simulations (`include/wildfire/model.py`: the Alexandridis et al. 2008
-   cellular automaton driven by wind, slope, fuel and moisture) as batch jobs, submitted together and
-   watched from the triggerer (no worker per member);
+3. runs a **mapped ensemble** of `ensemble_size` fire-spread simulations there
+   (`include/wildfire/model.py`: the Alexandridis et al. 2008 cellular automaton driven by wind, slope,
+   fuel and moisture) as batch jobs, submitted together and watched from the triggerer (no worker per
+   member); each job **fetches** the inputs itself (presigned links, checked against their sha256,
+   fetched once per run on the machine): no staging task before the first job;
 4. each member's job **publishes** its own output to the object store (presigned links, sha256 computed
    on the machine), catalogued with lineage inputs → member when its end is judged: no task copies
    files off the machine;
@@ -48,9 +48,11 @@ MACHINE = "{{ ti.xcom_pull(task_ids='select_machine')['machine'] }}"
 PARTITION = "{{ ti.xcom_pull(task_ids='select_machine')['partition'] }}"
 # A member's walltime: the deadline, within 5..60 minutes (WALLTIME_MINUTES renders the same from params).
 WALLTIME_MINUTES = "{{ [5, [params.deadline_minutes, 60] | min] | max }}"
-# The path of the n-th staged input on the chosen machine (a member's argument; no task just to build them).
-STAGED = "{{{{ ti.xcom_pull(task_ids='stage_inputs')[{}]['path'] }}}}"
-MEMBER = '"${URGENTFLOW_PYTHON:-python3}" "$1" --landscape "$2" --scenario "$3" --member "$4" --out .'
+# A member's job: the model on the inputs its job fetched into its work directory (BatchJobOperator inputs).
+MEMBER = (
+    '"${URGENTFLOW_PYTHON:-python3}" model.py --landscape landscape.npz --scenario scenario.json'
+    ' --member "$1" --out .'
+)
 
 
 def _wildfire(module: str) -> Any:
@@ -176,7 +178,7 @@ def wildfire_forecast() -> None:
             "members_prefix": f"{prefix}/members",
             "forecast_prefix": f"{prefix}/forecast",
             "keys": keys,
-            "stage_keys": [keys["model.py"], keys["landscape.npz"], keys["scenario.json"]],
+            "input_keys": [keys["model.py"], keys["landscape.npz"], keys["scenario.json"]],
             "input_ids": ids,
             "ignition": [row, col],
             "members": incident.ensemble_size,
@@ -186,27 +188,22 @@ def wildfire_forecast() -> None:
         }
 
     inputs = prepare()
-    # Selection runs beside prepare (it needs only the params): the first job goes out sooner.
+    # Selection and the members' arguments need only the params: both run beside prepare, and the jobs
+    # fetch their inputs themselves, so the first job goes out as soon as prepare and selection are done.
     select = SelectMachineOperator(
         task_id="select_machine", cores=1, memory_mb=1000, walltime_minutes=WALLTIME_MINUTES
     )
-    staged = StageToMachineOperator(
-        task_id="stage_inputs",
-        machine=MACHINE,
-        keys=inputs["stage_keys"],  # model.py, landscape.npz, scenario.json (STAGED relies on the order)
-    )
-    select >> staged
 
     @task
-    def member_args(inputs: dict) -> list[dict]:
-        """Runs beside stage_inputs: the staged paths are templates, rendered for each member; each
-        member publishes its own two files from its job (no task copies them off the machine)."""
+    def member_args(params: dict | None = None) -> list[dict]:
+        """Each member's command and the two files its job publishes (no task copies them off the machine)."""
+        assert params is not None
         return [
             {
-                "command": ["bash", "-c", MEMBER, "member", *(STAGED.format(n) for n in range(3)), str(i)],
+                "command": ["bash", "-c", MEMBER, "member", str(i)],
                 "outputs": [f"member-{i}.npz", f"member-{i}.json"],
             }
-            for i in range(inputs["members"])
+            for i in range(int(params["ensemble_size"]))
         ]
 
     members = BatchJobOperator.partial(
@@ -217,11 +214,12 @@ def wildfire_forecast() -> None:
         walltime_minutes=inputs["walltime_minutes"],
         held_timeout_minutes=inputs["held_timeout_minutes"],
         poll_interval=1.0,  # urgent: a member's end is known within a second (one squeue for all jobs)
+        inputs=inputs["input_keys"],  # model.py, landscape.npz, scenario.json: fetched by each job
         output_prefix=inputs["members_prefix"],
         input_dataset_ids=inputs["input_ids"],  # lineage: inputs -> member
         incident_id=inputs["incident_id"],
-    ).expand_kwargs(member_args(inputs))
-    staged >> members
+    ).expand_kwargs(member_args())
+    select >> members
 
     @task(outlets=[PUBLISHED])
     def aggregate(inputs: dict, jobs: list[dict], ti: Any = None, outlet_events: Any = None) -> dict:

@@ -14,8 +14,8 @@ from operators.catalog.catalog import Catalog, Producer, task_map_index
 from operators.hpc.adapters import JobRef
 from operators.hpc.hook import BatchHook, job_name, job_workdir
 from operators.hpc.notice import notice_for
-from operators.hpc.outputs import record_outputs, upload_links
-from operators.hpc.spec import JobSpec, Upload
+from operators.hpc.outputs import download_links, record_outputs, upload_links
+from operators.hpc.spec import Download, JobSpec, Upload
 from operators.hpc.states import JobState, JobStatus
 from operators.hpc.triggers import BatchJobTrigger
 
@@ -37,13 +37,20 @@ class BatchJobOperator(BaseOperator):
     ``held_timeout_minutes`` (the machine's, or shorter when given) is cancelled and submitted afresh,
     once per try; both jobs are recorded.
 
+    ``inputs`` (object-store keys) are fetched by the job itself into its work directory before its
+    command runs, each under the key's last part, through presigned links, checked against the sha256
+    the store recorded and fetched once per run on the machine (``operators.hpc.outputs``): no staging
+    task before the job. A missing input is refused before submission; a failed fetch fails the job
+    (exit 66) without running its command.
+
     ``outputs`` (file names in the job's work directory) are published by the job itself when its
     command succeeds: each goes to ``output_prefix/<name>`` in the object store through a presigned link
     in its script, with its sha256 and size computed on the machine (``operators.hpc.outputs``); when the
     job's end is judged they are checked in the store and catalogued with lineage ``input_dataset_ids``
     -> output (and ``incident_id``), and the result lists them under ``outputs`` (``[{key, size, sha256,
     dataset_id, job_id}]``). A declared output the job did not write fails it. Use it where the compute
-    nodes reach the object store; elsewhere copy outputs off the machine with ``StageFromMachineOperator``.
+    nodes reach the object store; elsewhere stage with ``StageToMachineOperator`` and
+    ``StageFromMachineOperator``.
 
     Deferrable by default, whatever ``[operators] default_deferrable`` says: holding a worker slot for
     the life of an HPC job is what this operator exists to avoid. ``deferrable=False`` waits in the
@@ -61,6 +68,7 @@ class BatchJobOperator(BaseOperator):
         "timeout_resubmit_factor",
         "max_walltime_minutes",
         "held_timeout_minutes",
+        "inputs",
         "outputs",
         "output_prefix",
         "input_dataset_ids",
@@ -93,6 +101,7 @@ class BatchJobOperator(BaseOperator):
         held_timeout_minutes: float | None = None,
         stderr_tail_lines: int = 20,
         catalog_conn_id: str | None = "catalog_db",
+        inputs: Sequence[str] = (),
         outputs: Sequence[str] = (),
         output_prefix: str | None = None,
         input_dataset_ids: Sequence[int] = (),
@@ -120,6 +129,7 @@ class BatchJobOperator(BaseOperator):
         self.held_timeout_minutes = held_timeout_minutes
         self.stderr_tail_lines = stderr_tail_lines
         self.catalog_conn_id = catalog_conn_id
+        self.inputs = inputs
         self.outputs = outputs
         self.output_prefix = output_prefix
         self.input_dataset_ids = input_dataset_ids
@@ -138,7 +148,7 @@ class BatchJobOperator(BaseOperator):
                 "account": account, "environment": environment, "setup": setup, "poll_interval": poll_interval,
                 "timeout_resubmit_factor": timeout_resubmit_factor, "max_walltime_minutes": max_walltime_minutes,
                 "held_timeout_minutes": held_timeout_minutes, "stderr_tail_lines": stderr_tail_lines,
-                "catalog_conn_id": catalog_conn_id, "outputs": outputs, "output_prefix": output_prefix,
+                "catalog_conn_id": catalog_conn_id, "inputs": inputs, "outputs": outputs, "output_prefix": output_prefix,
                 "input_dataset_ids": input_dataset_ids, "incident_id": incident_id,
                 "object_store_conn_id": object_store_conn_id,
             }  # fmt: skip
@@ -173,8 +183,24 @@ class BatchJobOperator(BaseOperator):
             environment={str(k): str(v) for k, v in (self.environment or {}).items()},
             setup=[*hook.machine.setup_lines(), *self.setup],
             uploads=self._uploads(),
+            downloads=self._downloads(),
             notice=notice_for(hook.machine.name, name) if hook.machine.completion_notice else None,
         )
+
+    def _jobs_reach_store(self, what: str, instead: str) -> None:
+        machine = self.hook().machine
+        if not machine.jobs_reach_store:
+            raise ValueError(
+                f"machine {machine.name}'s jobs cannot reach the object store (jobs_reach_store: false in the"
+                f" machine catalog): declare no {what} and stage them with {instead}"
+            )
+
+    def _downloads(self) -> list[Download]:
+        """Refused before anything runs when the job could not fetch them or one is not in the store."""
+        if not self.inputs:
+            return []
+        self._jobs_reach_store("inputs", "StageToMachineOperator")
+        return download_links(self.object_store_conn_id, [str(k) for k in self.inputs])
 
     def _uploads(self) -> list[Upload]:
         """Refused before anything runs when the job could not publish them."""
@@ -182,12 +208,7 @@ class BatchJobOperator(BaseOperator):
             return []
         if not self.output_prefix:
             raise ValueError("outputs need an output_prefix: where in the object store they go")
-        machine = self.hook().machine
-        if not machine.jobs_reach_store:
-            raise ValueError(
-                f"machine {machine.name}'s jobs cannot reach the object store (jobs_reach_store: false in the"
-                " machine catalog): declare no outputs and copy them off with StageFromMachineOperator"
-            )
+        self._jobs_reach_store("outputs", "StageFromMachineOperator")
         return upload_links(
             self.object_store_conn_id, str(self.output_prefix), [str(n) for n in self.outputs]
         )

@@ -1,4 +1,9 @@
-"""Outputs a batch job publishes itself: no task copies them off the machine afterwards.
+"""Files a batch job moves itself: inputs it fetches before its command and outputs it publishes after,
+so no task copies them onto or off the machine.
+
+Each input gets a presigned GET link in the job's spec (``spec.Download``) with the sha256 the store
+recorded for it; the job fetches it into its work directory, checks it and keeps it once per run for the
+run's other jobs (``include/templates/fetch.sh``).
 
 Each declared output gets a presigned PUT link to ``<prefix>/<name>`` in the job's spec (``spec.Upload``);
 the job script pushes the file when the command succeeded and reports its sha256 and size (computed on
@@ -16,7 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from operators.catalog.catalog import Catalog, Producer
-from operators.hpc.spec import Upload
+from operators.hpc.spec import Download, Upload
 from operators.hpc.states import JobStatus
 from operators.storage.hook import ObjectStoreHook
 from operators.storage.keys import check_key
@@ -47,6 +52,31 @@ def upload_links(conn_id: str, prefix: str, names: Sequence[str]) -> list[Upload
     return [
         Upload(name, key, store.presigned_put(key, LINK_LIFETIME))
         for name, key in ((n, output_key(prefix, n)) for n in names)
+    ]
+
+
+@lru_cache(maxsize=1024)
+def _recorded_sha256(conn_id: str, key: str, period: int) -> str | None:
+    """The sha256 the store recorded for ``key`` (asked once per key and minute: an ensemble's members
+    share their inputs); an input that is not there is refused before anything is submitted."""
+    stored = _presigner(conn_id, period).stat_if_exists(check_key(key))
+    if stored is None:
+        raise ValueError(f"input {key} is not in the object store")
+    return stored.sha256 or None
+
+
+def download_links(conn_id: str, keys: Sequence[str]) -> list[Download]:
+    """A presigned GET link per input key, saved in the job's work directory under the key's last part."""
+    period = int(time.monotonic() // 60)
+    store = _presigner(conn_id, period)
+    return [
+        Download(
+            key.rsplit("/", 1)[-1],
+            key,
+            _recorded_sha256(conn_id, key, period),
+            store.presigned_get(key, LINK_LIFETIME),
+        )
+        for key in keys
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -61,6 +62,29 @@ class Upload:
         _check(isinstance(self.url, str) and bool(URL_RE.match(self.url)), "upload link", "(hidden)")
 
 
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# An input's name in the job's work directory: one plain file name.
+FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class Download:
+    """An object the job fetches itself before its command runs: ``url`` (a presigned GET link to object
+    ``key``) is saved as ``name`` in the work directory and checked against ``sha256`` (the store's record;
+    ``None`` when it holds none: the file is then neither checked nor shared). A checked input is fetched
+    once per run on the machine and shared by the run's other jobs."""
+
+    name: str
+    key: str
+    sha256: str | None
+    url: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.name, str) and bool(FILE_NAME_RE.match(self.name)), "input name", self.name)
+        _check(self.sha256 is None or bool(SHA256_RE.match(str(self.sha256))), "input sha256", self.sha256)
+        _check(isinstance(self.url, str) and bool(URL_RE.match(self.url)), "download link", "(hidden)")
+
+
 # The job's completion notice: an HMAC-SHA256 (hex) over a random nonce, for a job of a named machine.
 NONCE_RE = re.compile(r"^[0-9a-f]{32}$")
 TOKEN_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -106,6 +130,7 @@ class JobSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
     setup: Sequence[str] = ()
     uploads: Sequence[Upload] = ()
+    downloads: Sequence[Download] = ()
     notice: Notice | None = None
 
     def __post_init__(self) -> None:
@@ -144,6 +169,12 @@ class JobSpec:
             "uploads (distinct output names)",
             names,
         )
+        fetched = [d.name for d in self.downloads]
+        _check(
+            all(isinstance(d, Download) for d in self.downloads) and len(set(fetched)) == len(fetched),
+            "downloads (distinct input names)",
+            fetched,
+        )
         _check(self.notice is None or isinstance(self.notice, Notice), "notice", self.notice)
 
     @property
@@ -169,11 +200,16 @@ class JobSpec:
         return judged_file(self.workdir, self.name)
 
     @property
+    def inputs_cache(self) -> str:
+        """Where the run's checked inputs are kept once for all its jobs: beside their work directories."""
+        return f"{posixpath.dirname(self.workdir.rstrip('/')) or '.'}/.inputs"
+
+    @property
     def script_path(self) -> str:
         return f"{self.workdir}/{self.name}.sh"
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec as JSON-ready data; the upload links and the notice are left out but for whether there
+        """The spec as JSON-ready data; the upload and download links and the notice are left out but for whether there
         is one (each rendering of a task signs them afresh, and they are credentials): two renderings of
         one task give the same dict."""
         data = asdict(self)
@@ -181,5 +217,6 @@ class JobSpec:
         data["setup"] = list(self.setup)
         data["environment"] = dict(self.environment)
         data["uploads"] = [{"name": u.name, "key": u.key} for u in self.uploads]
+        data["downloads"] = [{"name": d.name, "key": d.key, "sha256": d.sha256} for d in self.downloads]
         data["notice"] = self.notice is not None
         return data

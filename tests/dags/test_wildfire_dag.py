@@ -41,27 +41,21 @@ def test_the_walltime_selection_asks_for_is_the_one_the_members_get(
     assert value == dag_module.walltime_minutes(deadline) and isinstance(value, int)
 
 
-def test_members_follow_staging_at_once_and_their_commands_are_built_beside_it(
+def test_the_members_follow_prepare_and_selection_at_once_and_fetch_their_inputs_themselves(
     dag: Any, dag_module: ModuleType
 ) -> None:
     simulate = dag.get_task("simulate")
-    assert {"member_args", "stage_inputs"} <= simulate.upstream_task_ids
-    assert "stage_inputs" not in dag.get_task("member_args").upstream_task_ids, "built beside staging"
-
-    class TI:
-        @staticmethod
-        def xcom_pull(task_ids: str) -> list[dict]:
-            assert task_ids == "stage_inputs"
-            return [{"path": "/w/model.py"}, {"path": "/w/land.npz"}, {"path": "/w/scen.json"}]
-
-    env = create_template_env(native=True)
-    rendered = [env.from_string(dag_module.STAGED.format(n)).render(ti=TI()) for n in range(3)]
-    assert rendered == ["/w/model.py", "/w/land.npz", "/w/scen.json"]
+    assert simulate.upstream_task_ids == {"prepare", "select_machine", "member_args"}, "no staging task"
+    assert dag.get_task("member_args").upstream_task_ids == set(), "built beside prepare and selection"
+    assert "inputs" in simulate.partial_kwargs and "inputs" in simulate.template_fields
+    # the command runs the model on the files the job fetched into its work directory (each under its
+    # key's last part: prepare stores them as <prefix>/inputs/<name>)
+    assert "model.py --landscape landscape.npz --scenario scenario.json" in dag_module.MEMBER
 
 
 def test_each_member_declares_its_own_two_files_as_outputs_under_the_runs_members_prefix(dag: Any) -> None:
     member_args = dag.get_task("member_args").python_callable
-    args = member_args({"members": 3})
+    args = member_args({"ensemble_size": 3})
     assert [a["outputs"] for a in args] == [[f"member-{i}.npz", f"member-{i}.json"] for i in range(3)]
     assert [a["command"][-1] for a in args] == ["0", "1", "2"], "the member index the model writes under"
     partial = dag.get_task("simulate").partial_kwargs

@@ -1,8 +1,10 @@
 """Scaled mode end to end: CeleryExecutor on the machine's Redis (broker) and Postgres (metadata and
 Celery results), two Celery workers, the flagship ``wildfire_forecast`` through the REST API.
 
-- its tasks run on the workers, the staging tasks on the ``transfer`` queue, which only one of the
-  workers consumes (routing); its mapped members start in the triggerer and run on no worker;
+- its tasks run on the workers (its members' jobs fetch their inputs and publish their outputs
+  themselves: it has no staging task); its mapped members start in the triggerer and run on no worker;
+- ``hpc_drill_worker``'s staging tasks (to and from the machine) run on the ``transfer`` queue, which only
+  one of the workers consumes (routing);
 - a worker killed (SIGKILL, its whole session) while members run on it loses nothing: the scheduler
   finds their missing heartbeats, they are retried on the other worker, re-attach to (or submit) their
   batch job, and every member has exactly one batch job. Members that run on workers are
@@ -56,7 +58,7 @@ FLAGSHIP = Flow(
 )
 IN_WORKERS = Flow("hpc_drill_worker", "member", {"machine": "alpha", "members": MEMBERS, "seconds": 20})
 DAG = FLAGSHIP.dag
-STAGING = {"stage_inputs"}  # the members push their own outputs from their jobs
+STAGING = {"stage_input", "publish"}  # hpc_drill's staging to and from the machine
 # general-purpose worker (queue default) and a worker near the data (default + transfer)
 GENERAL, NEAR_DATA = "uf-e2e-general", "uf-e2e-transfer"
 WORKERS = {
@@ -213,7 +215,7 @@ def trigger(scaled: Scaled, flow: Flow = FLAGSHIP) -> str:
     return run_id
 
 
-def test_tasks_run_on_the_workers_members_on_none_and_staging_goes_to_transfer(scaled: Scaled) -> None:
+def test_the_flagships_tasks_run_on_the_workers_and_its_members_on_none(scaled: Scaled) -> None:
     t0 = time.monotonic()
     run_id = trigger(scaled)
     final = scaled.client.wait_for_run(DAG, run_id, timeout=600)
@@ -221,15 +223,11 @@ def test_tasks_run_on_the_workers_members_on_none_and_staging_goes_to_transfer(s
     assert final["state"] == "success", [(t["task_id"], t["map_index"], t["state"]) for t in tis]
     report(f"run {run_id}: trigger -> success in {time.monotonic() - t0:.1f} s")
 
-    for ti in tis:  # routing as scheduled: staging on transfer, the rest on default
-        assert ti["queue"] == ("transfer" if ti["task_id"] in STAGING else "default"), ti
+    assert {ti["queue"] for ti in tis} == {"default"}, "no staging task in the flagship"
     where = ran_on(tis, tries_by_worker(run_id), in_triggerer="simulate")
     print("tasks per worker:", {f"{task}[{i}]": sorted(w) for (task, i), w in where.items()})
     assert sum(t["task_id"] == "simulate" and t["state"] == "success" for t in tis) == MEMBERS
     assert set().union(*where.values()) <= set(WORKERS)
-    staging = {key: w for key, w in where.items() if key[0] in STAGING}
-    assert len(staging) == len(STAGING), "one staging task in (the members publish their own outputs)"
-    assert all(w == {NEAR_DATA} for w in staging.values()), f"staging only where transfer is: {staging}"
     one_job_per_member(scaled.client, run_id)
 
 
@@ -300,6 +298,11 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(scaled: Scaled) -> N
     )
     tries = tries_by_worker(run_id)
     where = ran_on(tis, tries)
+    for ti in tis:  # routing as scheduled: staging on transfer, the rest on default
+        assert ti["queue"] == ("transfer" if ti["task_id"] in STAGING else "default"), ti
+    staging = {key: w for key, w in where.items() if key[0] in STAGING}
+    assert len(staging) == len(STAGING), f"staging to and from the machine: {staging}"
+    assert all(w == {NEAR_DATA} for w in staging.values()), f"staging only where transfer is: {staging}"
     members = {t["map_index"]: t for t in tis if t["task_id"] == IN_WORKERS.task}
     for index, died in victims.items():
         assert tries.get((IN_WORKERS.task, index, died)) == {GENERAL}, (index, died, tries)

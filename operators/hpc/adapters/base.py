@@ -9,7 +9,7 @@ import json
 import re
 import shlex
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -133,9 +133,30 @@ class BatchAdapter(ABC):
             setup="\n".join(spec.setup),
             launch=launch,
             command=shlex.join(spec.command),
+            fetch=fetch_lines(spec),
             publish=publish_lines(spec),
             notice=notice_lines(spec),
         )
+
+
+def curl_config(command: str, marker: str, settings: Mapping[str, str], after: str = "") -> str:
+    """``command`` reading its curl settings (``curl -K -``) from a here-document: links, tokens and
+    bodies never reach a command line. Every value is validated plain text (JobSpec, Upload, Download,
+    Notice: no quote, backslash or line break; the notice's JSON body has its quotes escaped), so none
+    can end its quotes or the document."""
+    lines = "".join(f'{key} = "{value}"\n' for key, value in settings.items())
+    return f"{command} <<'{marker}'{after}\n{lines}{marker}"
+
+
+def fetch_lines(spec: JobSpec) -> str:
+    """The script lines that fetch the job's ``downloads`` into its work directory (none without any)."""
+    if not spec.downloads:
+        return ""
+    lines = [template("fetch.sh").substitute(cache_q=shlex.quote(spec.inputs_cache))]
+    for d in spec.downloads:
+        command = f"uf_fetch {shlex.quote(d.name)} {shlex.quote(d.sha256 or '')}"
+        lines.append(curl_config(command, "URGENTFLOW_LINK", {"url": d.url}))
+    return "\n".join(lines)
 
 
 def publish_lines(spec: JobSpec) -> str:
@@ -143,26 +164,25 @@ def publish_lines(spec: JobSpec) -> str:
     if not spec.uploads:
         return ""
     lines = [template("publish.sh").substitute()]
-    for upload in spec.uploads:  # the link is validated: no quote, backslash or white space in it
-        link = f'url = "{upload.url}"'
-        lines.append(f"uf_publish {shlex.quote(upload.name)} <<'URGENTFLOW_LINK'\n{link}\nURGENTFLOW_LINK")
+    for upload in spec.uploads:
+        command = f"uf_publish {shlex.quote(upload.name)}"
+        lines.append(curl_config(command, "URGENTFLOW_LINK", {"url": upload.url}))
     return "\n".join(lines)
 
 
 def notice_lines(spec: JobSpec) -> str:
     """The script line that sends the job's completion notice (none without one), after its exit file:
-    best effort and quiet (a notice that fails shows nowhere; polling finds the end). The token is on
-    curl's stdin (a here-document), never on a command line; every value in it is validated plain text
-    (JobSpec, Notice), so nothing can end its quotes."""
+    best effort and quiet (a notice that fails shows nowhere; polling finds the end)."""
     notice = spec.notice
     if notice is None:
         return ""
     body = {"machine": notice.machine, "job": spec.name, "nonce": notice.nonce, "token": notice.token}
     data = json.dumps(body, separators=(",", ":")).replace('"', '\\"')
-    return (
-        "command -v curl >/dev/null 2>&1 && curl -fsS --connect-timeout 3 -m 5 -o /dev/null -K - "
-        ">/dev/null 2>&1 <<'URGENTFLOW_NOTICE' || true\n"
-        f'url = "{notice.url}"\nheader = "Content-Type: application/json"\ndata = "{data}"\nURGENTFLOW_NOTICE'
+    return curl_config(
+        "command -v curl >/dev/null 2>&1 && curl -fsS --connect-timeout 3 -m 5 -o /dev/null -K - >/dev/null 2>&1",
+        "URGENTFLOW_NOTICE",
+        {"url": notice.url, "header": "Content-Type: application/json", "data": data},
+        after=" || true",
     )
 
 

@@ -124,7 +124,7 @@ def test_the_exit_code_is_still_read_from_an_exit_file_that_reports_outputs() ->
     assert status.outputs == (Output("out.txt", "e" * 64, 7),)
 
 
-def test_outputs_on_a_machine_whose_jobs_cannot_reach_the_store_are_refused_before_anything_runs(
+def test_inputs_and_outputs_on_a_machine_whose_jobs_cannot_reach_the_store_are_refused_before_anything_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from operators.hpc.operators import BatchJobOperator
@@ -148,5 +148,8 @@ def test_outputs_on_a_machine_whose_jobs_cannot_reach_the_store_are_refused_befo
         with pytest.raises(ValueError, match="need an output_prefix"):
             without._uploads()
         assert BatchJobOperator(task_id="v", machine="closed", command=["true"])._uploads() == []
+        fetching = BatchJobOperator(task_id="w", machine="closed", command=["true"], inputs=["k/a.npz"])
+        with pytest.raises(ValueError, match=r"cannot reach the object store .* StageToMachineOperator"):
+            fetching._downloads()
     finally:
         load_catalog.cache_clear()

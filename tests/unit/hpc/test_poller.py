@@ -81,7 +81,9 @@ def test_one_command_per_interval_for_many_jobs() -> None:
     async def scenario() -> list:
         p = poller(fake)
         task = asyncio.ensure_future(_watch_all(p, n))
-        while p.polls < 2:  # two intervals with every job still running (wall-clock free: a busy host only slows it)
+        while (
+            p.polls < 2
+        ):  # two intervals with every job still running (wall-clock free: a busy host only slows it)
             await asyncio.sleep(0.01)
         assert not task.done()
         for i in range(1, n + 1):
