@@ -87,7 +87,8 @@ class BatchHook(BaseHook):
         return (found.job_id, found.why) if isinstance(found, submission.Found) else None
 
     def _lookup(self, spec: JobSpec) -> submission.Found | submission.Absent:
-        out = self.transport.run(submission.lookup_command(self.adapter, [spec])).check("job lookup")
+        lookup = submission.lookup_command(self.adapter, [spec])
+        out = self.transport.run(submission.SCRIPT, stdin=lookup).check("job lookup")
         [found] = submission.parse_lookup(self.adapter, out.stdout, [spec])
         if isinstance(found, submission.SubmissionError):
             raise found
@@ -101,7 +102,7 @@ class BatchHook(BaseHook):
         found = self._lookup(spec)
         if isinstance(found, submission.Absent):
             script = submission.submit_command(self.adapter, [spec], [found])
-            out = self.transport.run(submission.SUBMIT, stdin=script).check("submission")
+            out = self.transport.run(submission.SCRIPT, stdin=script).check("submission")
             [submitted] = submission.parse_submit(self.adapter, out.stdout, [spec])
             if isinstance(submitted, submission.SubmissionError):
                 raise submitted

@@ -3,18 +3,17 @@
 Every submission, one job or an ensemble, from a worker (``BatchHook``) or from the triggerer
 (``operators.hpc.submitter``), goes through the same two steps, each ONE remote command for all jobs:
 
-1. ``lookup_command``: the live jobs of all the names (one batch-system query), then per job: create its
-   work directory, read the job-id record an earlier try left and the "judged" mark of the try that
+1. ``lookup_command``: the live jobs of all the names (one batch-system query), their work directories
+   (one mkdir), then per job: the job-id record an earlier try left and the "judged" mark of the try that
    consumed its end; ``parse_lookup`` decides per job: re-attach to a live or unjudged job, or submit.
-2. ``submit_command`` (a script run by ``bash -s`` from stdin, so no job script or environment value reaches
-   a command line or a log): write each new job's script (a quoted here-document), submit it and write what
+2. ``submit_command``: write each new job's script (a quoted here-document), submit it and write what
    the batch system answered to the job's record file in the same shell, so a restart finds the job
    even after the batch system forgot it; a failure of one job is reported for that job and never
    stops the others.
 
 Two submitters of one job at once (a worker and a trigger, two triggerers, a member and the sibling that
 submits ahead for it) never make two jobs: each job's submission holds a lock on the machine (``flock``
-on ``<record>.lock``) and first checks that the record is still the one its look-up saw (``cksum``); when
+on ``<record>.lock``) and first checks that the record is still the one its look-up saw; when
 it is not, another submitter got there first, and the job it recorded is re-attached to instead.
 """
 
@@ -50,8 +49,8 @@ class Found:
 
 @dataclass(frozen=True)
 class Absent:
-    """No job to re-attach to: submit one. ``seen`` is the record file as the look-up saw it (its
-    ``cksum``; empty when there was none: the job was never submitted)."""
+    """No job to re-attach to: submit one. ``seen`` is the record file as the look-up saw it (its content
+    quoted by bash's ``printf %q``; empty when there was none: the job was never submitted)."""
 
     seen: str
 
@@ -60,24 +59,35 @@ class Absent:
         return not self.seen
 
 
-def _cksum(path: str) -> str:
-    """A command printing the ``cksum`` of ``path``, nothing when it does not exist."""
-    return f"{{ cksum < {shlex.quote(path)}; }} 2>/dev/null"
+# Both scripts go on stdin (no job script or environment value on a command line or in a log line) and run
+# in bash: each job's look-up and record check are bash builtins (``read``, ``printf -v``), no process per
+# job; an ensemble's look-up is one mkdir and one batch-system query.
+SCRIPT = "bash -s"
+# ``$v``: the whole of file $1 (empty when there is none); ``$s``: that content quoted on one line, the
+# record as a look-up saw it (empty when there is no file).
+_READ = (
+    'uf_read() { v=; s=; [ -f "$1" ] || return 0; IFS= read -r -d \'\' v < "$1"; printf -v s \'%q\' "$v"; }\n'
+)
 
 
 def lookup_command(adapter: BatchAdapter, specs: Sequence[JobSpec]) -> str:
-    """The live jobs of all specs (one batch-system query), then 4 sections per spec: "prepared"
-    (its work directory exists), its job-id record, its judged mark, the record's ``cksum``."""
+    """The look-up script (run by ``SCRIPT``): the live jobs of all specs (one batch-system query), then 4
+    sections per spec: "prepared" (its work directory exists), its job-id record, its judged mark, the
+    record as seen (``Absent.seen``)."""
     q = shlex.quote
-    parts = [f"{{ {adapter.find_all_command(specs)}; }} 2>/dev/null; echo '{SECTION}'"]
+    parts = [
+        f"{{ {adapter.find_all_command(specs)}; }} 2>/dev/null; echo '{SECTION}'\n",
+        "mkdir -p -- " + " ".join(q(spec.workdir) for spec in specs) + " >/dev/null 2>&1\n",
+        _READ,
+    ]
     for spec in specs:
         parts.append(
-            f"{{ {adapter.prepare_command(spec)}; }} >/dev/null 2>&1 && echo prepared; echo '{SECTION}'; "
-            f"cat {q(spec.record_file)} 2>/dev/null; echo '{SECTION}'; "
-            f"cat {q(spec.judged_file)} 2>/dev/null; echo '{SECTION}'; "
-            f"{_cksum(spec.record_file)}; echo '{SECTION}'"
+            f"[ -d {q(spec.workdir)} ] && echo prepared; echo '{SECTION}'; "
+            f"uf_read {q(spec.record_file)}; r=$s; [ -n \"$v\" ] && printf '%s\\n' \"$v\"; echo '{SECTION}'; "
+            f"uf_read {q(spec.judged_file)}; [ -n \"$v\" ] && printf '%s\\n' \"$v\"; echo '{SECTION}'; "
+            f"printf '%s\\n' \"$r\"; echo '{SECTION}'\n"
         )
-    return "; ".join(parts) + "; true"
+    return "".join(parts) + "true\n"
 
 
 def decide(
@@ -122,35 +132,31 @@ def _heredoc(path: str, text: str) -> str:
     return f"cat > {shlex.quote(path)} <<'{delimiter}'\n{text.rstrip(chr(10))}\n{delimiter}\n"
 
 
-SUBMIT = "bash -s"  # the submit script goes on stdin: no job script, no environment in a log line
-
-
 def submit_command(adapter: BatchAdapter, specs: Sequence[JobSpec], seen: Sequence[Absent]) -> str:
-    """The script ``SUBMIT`` reads on stdin (its stdin: nothing in it may read more; every block reads
+    """The submit script (run by ``SCRIPT``; its stdin: nothing in it may read more, every block reads
     /dev/null). One section per spec: the submission's output, or ``FAILED <code>`` after it, or
     ``EXISTING`` with the record and judged mark another submitter left since the look-up (``seen``: what
     the look-up saw, per spec). The output is also the job's record file, moved in place by the same shell
     right after the submission, under the job's lock: a crash of ours after this command started leaves
     no job without its record. (Captured in a file, not with ``$(...)``: a local job started in the
-    background there, after a here-document, never ran.)"""
+    background there, after a here-document, never ran.) Every file it writes is its owner's alone from
+    its first byte (``umask 077``): a job script may hold the job's presigned links."""
     q = shlex.quote
-    parts = []
+    parts = ["umask 077\n", _READ]
     for spec, absent in zip(specs, seen, strict=True):
-        out, record = q(f"{spec.record_file}.submitting"), q(spec.record_file)
+        out, record, script = q(f"{spec.record_file}.submitting"), q(spec.record_file), q(spec.script_path)
         parts.append(
             "{ if command -v flock >/dev/null 2>&1 && ! flock -w 60 9; then "
             + f'echo "{FAILED} lock"; '
-            + f'elif [ "$({_cksum(spec.record_file)})" != {q(absent.seen)} ]; then '
-            + f"echo '{EXISTING}'; cat {record} 2>/dev/null; echo '{JUDGED}'; cat {q(spec.judged_file)} 2>/dev/null; "
-            # the script may hold the job's upload links: it is its owner's alone from its first byte
-            + "else ( umask 077; rm -f "
-            + q(spec.script_path)
-            + "; "
+            + f'else uf_read {record}; if [ "$s" != {q(absent.seen)} ]; then '
+            + f"echo '{EXISTING}'; [ -n \"$v\" ] && printf '%s\\n' \"$v\"; echo '{JUDGED}'; "
+            + f'uf_read {q(spec.judged_file)}; [ -n "$v" ] && printf \'%s\\n\' "$v"; '
+            + f"else ( if [ -e {script} ]; then rm -f {script}; fi; "
             + _heredoc(spec.script_path, adapter.render_script(spec))
-            + f"chmod 700 {q(spec.script_path)} && {adapter.submit_command(spec)}\n"
-            + f") < /dev/null > {out} 2>&1; rc=$?; cat {out}; "
+            + f"{adapter.submit_command(spec)}\n"
+            + f") < /dev/null > {out} 2>&1; rc=$?; uf_read {out}; printf '%s\\n' \"$v\"; "
             + f'if [ "$rc" = 0 ]; then mv -f {out} {record}; else rm -f {out}; echo "{FAILED} $rc"; fi; '
-            + f"fi; }} 9> {q(spec.record_file + '.lock')}\n"
+            + f"fi; fi; }} 9> {q(spec.record_file + '.lock')}\n"
             + f"echo '{SECTION}'\n"
         )
     return "".join(parts) + "true\n"

@@ -94,7 +94,9 @@ class MachineSubmitter:
     async def _submit(
         self, specs: Sequence[JobSpec], ahead: set[str]
     ) -> list[tuple[str, bool] | Exception | None]:
-        out = await self._run(submission.lookup_command(self.adapter, specs), "job lookup")
+        out = await self._run(
+            submission.SCRIPT, "job lookup", stdin=submission.lookup_command(self.adapter, specs)
+        )
         results: list[tuple[str, bool] | Exception | None] = []
         new: list[int] = []
         seen: list[submission.Absent] = []
@@ -114,7 +116,7 @@ class MachineSubmitter:
             return results
         fresh = [specs[i] for i in new]
         script = submission.submit_command(self.adapter, fresh, seen)
-        out = await self._run(submission.SUBMIT, "submission", stdin=script)
+        out = await self._run(submission.SCRIPT, "submission", stdin=script)
         submitted = 0
         for i, job_id in zip(new, submission.parse_submit(self.adapter, out, fresh), strict=True):
             if isinstance(job_id, submission.Found):

@@ -110,12 +110,13 @@ def test_submitters_racing_for_the_same_jobs_make_one_job_each(machine: str) -> 
     both looked the jobs up before either submitted: the second finds the first's job under the lock."""
     hook = BatchHook(machine)
     specs = specs_for(hook, 3)
-    out = hook.transport.run(submission.lookup_command(hook.adapter, specs)).check("job lookup").stdout
+    lookup = submission.lookup_command(hook.adapter, specs)
+    out = hook.transport.run(submission.SCRIPT, stdin=lookup).check("job lookup").stdout
     seen = submission.parse_lookup(hook.adapter, out, specs)
     assert all(isinstance(s, submission.Absent) and s.never_submitted for s in seen), seen
     script = submission.submit_command(hook.adapter, specs, seen)  # type: ignore[arg-type]
-    first = hook.transport.run(submission.SUBMIT, stdin=script).check("first submission").stdout
-    second = hook.transport.run(submission.SUBMIT, stdin=script).check("second submission").stdout
+    first = hook.transport.run(submission.SCRIPT, stdin=script).check("first submission").stdout
+    second = hook.transport.run(submission.SCRIPT, stdin=script).check("second submission").stdout
     ids = submission.parse_submit(hook.adapter, first, specs)
     assert all(isinstance(i, str) for i in ids), ids
     assert submission.parse_submit(hook.adapter, second, specs) == [

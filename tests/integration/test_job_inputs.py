@@ -79,12 +79,12 @@ def test_a_tampered_input_fails_the_job_before_its_command_and_a_missing_one_sub
     landscape = inputs[0]
     store.set_checksum(landscape, "0" * 64)  # the store's record no longer matches the bytes
     context: Any = {"ti": fake_ti(f"run-{uuid.uuid4().hex[:8]}", 0)}
-    with pytest.raises(
-        AirflowException, match=r"could not fetch input landscape\.npz with sha256 0{64}"
-    ) as failed:
+    with pytest.raises(AirflowException, match=r"could not fetch input landscape\.npz with sha256 0{64}"):
         member(inputs).execute(context)
     workdir = context["ti"].xcoms["batch_job"]["workdir"]
-    assert BatchHook("alpha").transport.run(f"test -e {workdir}/ran").exit_status == 1, "its command never ran"
+    assert BatchHook("alpha").transport.run(f"test -e {workdir}/ran").exit_status == 1, (
+        "its command never ran"
+    )
 
     missing = f"{landscape.rsplit('/', 1)[0]}/absent.npz"
     again: Any = {"ti": fake_ti(f"run-{uuid.uuid4().hex[:8]}", 0)}

@@ -42,7 +42,7 @@ def test_every_command_of_an_ensemble_fits_one_command_line(
     groups = chunks(adapter, specs)
     assert [s for g in groups for s in g] == specs, "every spec once, in order"
     for group in groups:
-        seen = [Absent("4294967295 1234567")] * len(group)
+        seen = [Absent("$'4294967295;cluster\\n'")] * len(group)
         assert len(submit_command(adapter, group, seen).encode()) <= MAX_SCRIPT_BYTES, "stdin, bounded"
         assert len(lookup_command(adapter, group).encode()) <= MAX_COMMAND_BYTES
     if members == 500:
@@ -57,8 +57,8 @@ def test_lookup_decides_per_spec_live_then_unjudged_then_new() -> None:
     live = f"{specs[0].name} 101\n"
     per_spec = [
         ("prepared", "", "", ""),
-        ("prepared", "202", "202", "3097310712 4"),
-        ("prepared", "303;cluster", "", "1234 12"),
+        ("prepared", "202", "202", "$'202\\n'"),
+        ("prepared", "303;cluster", "", "$'303;cluster\\n'"),
         ("", "", "", ""),
     ]
     out = (
@@ -70,7 +70,7 @@ def test_lookup_decides_per_spec_live_then_unjudged_then_new() -> None:
     )
     found = parse_lookup(adapter, out, specs)
     assert found[0] == Found("101", "live")
-    assert found[1] == Absent("3097310712 4"), "judged: submit afresh, against the record as seen"
+    assert found[1] == Absent("$'202\\n'"), "judged: submit afresh, against the record as seen"
     assert not found[1].never_submitted
     assert found[2] == Found("303", "unjudged"), "the record holds what sbatch --parsable printed"
     assert isinstance(found[3], SubmissionError) and "creating" in str(found[3])
@@ -96,7 +96,39 @@ def test_each_submission_holds_its_job_s_lock_and_checks_the_record_it_saw() -> 
     script = submit_command(adapter, [one], [Absent("")])
     assert f"9> {one.record_file}.lock" in script
     assert "flock -w 60 9" in script
-    assert f"cksum < {one.record_file}" in script and "!= ''" in script
+    assert f"uf_read {one.record_file}; if [ \"$s\" != '' ]" in script
+
+
+def test_the_scripts_read_records_as_they_were_written_and_start_no_process_per_job_to_do_it(
+    tmp_path,
+) -> None:
+    """The look-up and the submit script compare a record by its whole content, quoted on one line; a
+    record that changed after the look-up (another submitter) makes the submission re-attach instead."""
+    import subprocess
+
+    adapter = get_adapter("local")
+    specs = [
+        JobSpec(name=f"uf-rec-{i}", command=["true"], workdir=str(tmp_path / f"m.{i}")) for i in range(3)
+    ]
+    (tmp_path / "m.1").mkdir()
+    (tmp_path / "m.1" / "uf-rec-1.job").write_text("4242\n")
+    (tmp_path / "m.1" / "uf-rec-1.judged").write_text("4242\n")
+    (tmp_path / "m.2").mkdir()
+    (tmp_path / "m.2" / "uf-rec-2.job").write_text("it's 5 o'clock\n")  # quotes and spaces stay data
+
+    def run(script: str) -> str:
+        return subprocess.run(["bash", "-s"], input=script, capture_output=True, text=True, check=True).stdout
+
+    lookup = lookup_command(adapter, specs)
+    assert lookup.count("mkdir") == 1, "one mkdir for the ensemble"
+    found = parse_lookup(adapter, run(lookup), specs)
+    assert found[0] == Absent("") and found[0].never_submitted
+    assert found[1] == Absent("$'4242\\n'"), "judged: submit afresh, against the record as seen"
+    assert isinstance(found[2], Absent) and found[2].seen and "5 o" in found[2].seen
+    assert all((tmp_path / f"m.{i}").is_dir() for i in range(3))
+    (tmp_path / "m.1" / "uf-rec-1.job").write_text("5353\n")  # another submitter, since the look-up
+    script = submit_command(adapter, specs[1:2], [found[1]])
+    assert parse_submit(adapter, run(script), specs[1:2]) == [Found("5353", "unjudged")]
 
 
 def test_a_refused_submission_is_that_spec_s_error_only() -> None:
