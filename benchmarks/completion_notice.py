@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import secrets
-import socket
 import statistics
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -31,46 +27,18 @@ sys.path.insert(0, str(ROOT / "plugins"))
 os.environ.setdefault("AIRFLOW_HOME", str(ROOT / "var" / "airflow-bench"))
 
 from connections import connection_env  # noqa: E402
+from plugin_app import serving_plugin_app  # noqa: E402
 
 os.environ.update(connection_env())
 
-import uvicorn  # noqa: E402
-from starlette.applications import Starlette  # noqa: E402
-from starlette.routing import Mount  # noqa: E402
 
 from operators.hpc.adapters import JobRef  # noqa: E402
 from operators.hpc.hook import BatchHook  # noqa: E402
 from operators.hpc.notice import notice_for  # noqa: E402
 from operators.hpc.poller import get_poller  # noqa: E402
 from operators.hpc.spec import JobSpec  # noqa: E402
-from urgentflow_api.app import URL_PREFIX, create_app  # noqa: E402
 
 MACHINE = "beta"
-
-
-def mounted() -> Starlette:
-    """The plugin app under /urgentflow, as the Airflow API server mounts it."""
-    return Starlette(routes=[Mount(URL_PREFIX, app=create_app())])
-
-
-def serve_api() -> uvicorn.Server:
-    """The plugin app on a free port, and the notice Connection pointing at it."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    connection = {
-        "conn_type": "http",
-        "host": f"http://127.0.0.1:{sock.getsockname()[1]}",
-        "password": secrets.token_urlsafe(32),
-    }
-    os.environ["AIRFLOW_CONN_URGENTFLOW_NOTICE"] = json.dumps(connection)
-    server = uvicorn.Server(uvicorn.Config(mounted(), log_level="warning"))
-    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise SystemExit("the plugin app did not start within 30 s")
-        time.sleep(0.05)
-    return server
 
 
 def submit(hook: BatchHook, n: int, notices: bool, tag: str) -> list[JobRef]:
@@ -124,19 +92,22 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=10)
     parser.add_argument("--interval", type=float, default=10.0)
     args = parser.parse_args()
-    server = serve_api()
+    with serving_plugin_app():
+        return measure(args.jobs, args.interval)
+
+
+def measure(jobs: int, interval: float) -> int:
     hook = BatchHook(MACHINE)
-    print(f"{args.jobs} jobs on {MACHINE}, ending 1.3 s apart; poll interval {args.interval:g} s")
+    print(f"{jobs} jobs on {MACHINE}, ending 1.3 s apart; poll interval {interval:g} s")
     figures = {}
     for way in ("interval only", "notices", "exit-file wait"):
-        late, polls = run(hook, args.jobs, args.interval, way)
+        late, polls = run(hook, jobs, interval, way)
         figures[way] = statistics.median(late)
         print(
             f"  {way:15} known late: p50 {statistics.median(late):.2f} s, max {max(late):.2f} s"
             f" ({polls} status commands)"
         )
     print(f"  notices vs interval only: p50 {figures['notices'] / figures['interval only']:.3f}x")
-    server.should_exit = True
     return 0
 
 

@@ -6,19 +6,14 @@ although the poller's interval is a minute and it does not wait on the machine f
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.routing import Mount
+from plugin_app import serving_plugin_app
 
 from operators.catalog.catalog import Catalog
 from operators.catalog.notices import NoticeCatalog
@@ -29,7 +24,6 @@ from operators.hpc.notice_listener import NoticeListener
 from operators.hpc.poller import get_poller
 from operators.hpc.spec import JobSpec
 from operators.hpc.states import JobState
-from urgentflow_api.app import URL_PREFIX, create_app
 
 pytestmark = pytest.mark.integration
 BASE = "/home/urgent/urgentflow/jobs/tests/notices"
@@ -96,32 +90,11 @@ def test_a_notice_is_heard_once_and_after_the_database_connection_is_lost() -> N
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
-def mounted() -> Starlette:
-    """The plugin app under /urgentflow, as the Airflow API server mounts it."""
-    return Starlette(routes=[Mount(URL_PREFIX, app=create_app())])
-
-
 @pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def api() -> Iterator[str]:
     """The plugin app on a free port of 127.0.0.1, with a notice secret of its own."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    connection = {"conn_type": "http", "host": url, "password": secrets.token_urlsafe(32)}
-    monkeypatch.setenv("AIRFLOW_CONN_URGENTFLOW_NOTICE", json.dumps(connection))
-    server = uvicorn.Server(uvicorn.Config(mounted(), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the plugin app did not start within 30 s"
-        time.sleep(0.05)
-    try:
+    with serving_plugin_app() as url:
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.mark.bed("beta", "catalog")
