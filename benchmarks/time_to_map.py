@@ -4,9 +4,11 @@ Each round a wildfire incident (``--members`` members, the demo's region and wea
 REST API of the embedded runtime; the clock runs until the catalog holds the run's
 ``forecast/burn_probability.png`` (polled every 0.2 s). The baseline, measured in the same round, is the
 forecast's own critical-path compute: ``prepare``'s run time (its task instance, start to end) + the
-slowest member job's run time on the machine (sacct ``ElapsedRaw``, whole seconds) + ``aggregate``'s run
-time. Everything else is what urgentflow adds: scheduling and task start-up, selection, staging,
-submission, watching, recording the outputs the jobs published. The round's breakdown is printed from the task instances.
+slowest member job's run time on the machine (its stderr file's birth to its exit file's write, to the
+millisecond; sacct ``ElapsedRaw``, whole seconds, where the file system keeps no birth time; the job's
+fetching of its inputs and publishing of its outputs count as its compute) + ``aggregate``'s run time.
+Everything else is what urgentflow adds: scheduling and task start-up, selection, submission, watching,
+recording the outputs the jobs published. The round's breakdown is printed from the task instances.
 
 Run: ``.venv/bin/python benchmarks/time_to_map.py --runs 3`` (needs ``make up``: runtime and test bed).
 After each round the run is awaited (its result viewer starts) and the incident cancelled (the viewer
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import shlex
 import statistics
 import time
 from datetime import datetime
@@ -55,6 +58,15 @@ def slowest_member(
     hook = machines[machine]
     if hook.machine.batch_system != "slurm":
         raise RuntimeError(f"{machine} ({hook.machine.batch_system}) was chosen; only Slurm is timed")
+    # to the millisecond where the file system keeps birth times: the job's stderr file is created as it
+    # starts, its exit file written as it ends; else Slurm's whole seconds
+    files = [p for j in jobs for p in (j["stderr"], f"{j['workdir']}/{j['name']}.exit")]
+    stat = hook.transport.run("stat -c '%.9W %.9Y' " + " ".join(shlex.quote(f) for f in files))
+    times = [line.split() for line in stat.stdout.splitlines()]
+    if stat.exit_status == 0 and len(times) == len(files) and all(float(t[0]) > 0 for t in times[::2]):
+        return machine, max(
+            float(end[1]) - float(start[0]) for start, end in zip(times[::2], times[1::2], strict=True)
+        )
     out = hook.transport.run(f"sacct -X -P -n -j {ids} -o ElapsedRaw").check("sacct").stdout
     return machine, max(float(v) for v in out.split())
 
