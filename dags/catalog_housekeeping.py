@@ -23,6 +23,7 @@ Daily. Keeps the catalog small and honest; the logic is `operators/catalog/house
 | `machine_selections` | every decision | `selection_days` (30) |
 | `services` | rows in a final state: `stopped`, `failed`, `reaped:<reason>` (live or unknown states stay) | `service_days` (30) |
 | `jobs` (+ their `job_states`) | jobs in a terminal state that **no dataset** names as its producer | `job_days` (90) |
+| `job_notices` | every completion notice received (a nonce is refused twice while its row is kept; replayed after, it only makes a poller look once more) | `notice_days` (7) |
 
 **Never pruned**: incidents, incident runs, datasets and lineage — provenance.
 

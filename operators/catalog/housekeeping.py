@@ -6,7 +6,8 @@ What goes and what stays (the ``catalog_housekeeping`` DAG's doc says the same f
 - pruned when older than their retention: ``machine_status`` rows, ``machine_selections``, ``services``
   rows in a final state (``stopped``, ``failed``, ``reaped:<reason>``; live or unknown states stay),
   and ``jobs`` in a terminal state that no dataset names as its producer (their ``job_states`` go
-  with them, ``ON DELETE CASCADE``);
+  with them, ``ON DELETE CASCADE``), and ``job_notices`` (a notice's nonce is refused a second time while
+  its row is kept; replayed later it makes a poller look once more, nothing else);
 - never pruned: incidents, incident runs, datasets and lineage (provenance);
 - datasets whose object is missing, or whose object's recorded sha256 or size differs from the row,
   are **reported**, never deleted;
@@ -49,6 +50,7 @@ RETENTION_BOUNDS: dict[str, tuple[int, int]] = {
     "selection_days": (1, 3650),
     "service_days": (1, 3650),
     "job_days": (1, 3650),
+    "notice_days": (1, 365),
     "orphan_grace_hours": (1, 720),
 }
 
@@ -59,6 +61,7 @@ class Policy:
     selection_days: int = 30
     service_days: int = 30
     job_days: int = 90
+    notice_days: int = 7
     orphan_grace_hours: int = 24
     delete_orphans: bool = False
     dry_run: bool = False
@@ -125,6 +128,7 @@ PRUNE_RULES = (
         " (SELECT 1 FROM datasets d WHERE d.machine = jobs.machine AND d.job_id = jobs.native_id)",
         (list(FINISHED_JOB_STATES),),
     ),
+    PruneRule("job_notices", "ctid", "received_at", "notice_days"),
 )
 
 

@@ -30,6 +30,7 @@ def test_dry_run_reports_a_summary(airflow: AirflowClient) -> None:
         "pruned_machine_selections",
         "pruned_services",
         "pruned_jobs",
+        "pruned_job_notices",
         "datasets_checked",
         "datasets_missing",
         "datasets_changed",

@@ -8,6 +8,7 @@ else is that old), and the reconciliation runs only under this test's own key pr
 from __future__ import annotations
 
 import io
+import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -32,7 +33,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.exclusive]  # prunes the whol
 THEN = datetime(2000, 6, 1, tzinfo=UTC)
 OLD = datetime(2000, 1, 1, tzinfo=UTC)  # past every 30-day retention at THEN
 RECENT = datetime(2000, 5, 25, tzinfo=UTC)  # within it
-POLICY = Policy(machine_status_days=30, selection_days=30, service_days=30, job_days=30, batch_size=2)
+POLICY = Policy(
+    machine_status_days=30, selection_days=30, service_days=30, job_days=30, notice_days=30, batch_size=2
+)
 
 
 def execute(catalog: Catalog, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
@@ -60,6 +63,7 @@ def catalog(tag: str) -> Iterator[Catalog]:
         execute(catalog, "DELETE FROM services WHERE dag_id = %s", (tag,))
         execute(catalog, "DELETE FROM datasets WHERE starts_with(key, %s)", (f"housekeeping-tests/{tag}/",))
         execute(catalog, "DELETE FROM jobs WHERE machine = %s", (tag,))
+        execute(catalog, "DELETE FROM job_notices WHERE machine = %s", (tag,))
 
 
 @pytest.fixture
@@ -93,6 +97,12 @@ def seed_catalog(catalog: Catalog, tag: str) -> None:
             "INSERT INTO services (id, dag_id, state, created_at, updated_at) VALUES (%s, %s, %s, %s, %s)",
             (f"{tag}-{name}", tag, state, at, at),
         )
+    for at in (OLD, RECENT):
+        execute(
+            catalog,
+            "INSERT INTO job_notices (machine, job_name, nonce, received_at) VALUES (%s, 'uf-1', %s, %s)",
+            (tag, secrets.token_hex(16), at),
+        )
     jobs = {"1": ("COMPLETED", OLD), "2": ("FAILED", OLD), "3": ("RUNNING", OLD), "4": ("COMPLETED", RECENT)}
     for native_id, (state, at) in jobs.items():
         job_id = catalog.record_job(machine=tag, native_id=native_id, name=f"uf-{native_id}", state=state)
@@ -111,6 +121,7 @@ def left(catalog: Catalog, tag: str) -> dict[str, list[Any]]:
         "job_states": column(
             "SELECT j.native_id FROM job_states s JOIN jobs j ON j.id = s.job_id WHERE j.machine = %s"
         ),
+        "job_notices": column("SELECT received_at FROM job_notices WHERE machine = %s"),
     }
 
 
@@ -125,7 +136,7 @@ def test_prune_removes_exactly_the_old_final_unreferenced_rows(catalog: Catalog,
         producer=Producer(machine=tag, job_id="2"),
     )
     before = left(catalog, tag)
-    expected = {"machine_status": 1, "machine_selections": 1, "services": 2, "jobs": 1}
+    expected = {"machine_status": 1, "machine_selections": 1, "services": 2, "jobs": 1, "job_notices": 1}
 
     dry, _ = prune_catalog(catalog, replace(POLICY, dry_run=True), THEN)
     assert dry == expected
@@ -139,6 +150,7 @@ def test_prune_removes_exactly_the_old_final_unreferenced_rows(catalog: Catalog,
         "services": [f"{tag}-running-old", f"{tag}-stopped-recent"],
         "jobs": ["2", "3", "4"],
         "job_states": ["2", "3", "4"],
+        "job_notices": [RECENT],
     }
     assert prune_catalog(catalog, POLICY, THEN) == ({t: 0 for t in expected}, [])
 
@@ -175,6 +187,7 @@ def test_one_run_prunes_and_reports(catalog: Catalog, store: ObjectStoreHook, ta
         "pruned_machine_selections": 1,
         "pruned_services": 2,
         "pruned_jobs": 2,  # no dataset names these jobs here
+        "pruned_job_notices": 1,
         "datasets_checked": 3,
         "datasets_missing": 1,
         "datasets_changed": 1,

@@ -59,12 +59,13 @@ def test_policy_from_params_keeps_defaults_for_what_is_not_given() -> None:
 
 
 def test_cutoffs_follow_each_tables_retention() -> None:
-    policy = Policy(machine_status_days=7, selection_days=30, service_days=14, job_days=90)
+    policy = Policy(machine_status_days=7, selection_days=30, service_days=14, job_days=90, notice_days=3)
     assert {r.table: NOW - cutoff(r, policy, NOW) for r in PRUNE_RULES} == {
         "machine_status": timedelta(days=7),
         "machine_selections": timedelta(days=30),
         "services": timedelta(days=14),
         "jobs": timedelta(days=90),
+        "job_notices": timedelta(days=3),
     }
 
 
@@ -129,7 +130,13 @@ def test_prune_deletes_in_bounded_batches_and_says_what_is_left() -> None:
     # machine_status: 2 full batches then a short one; selections: every batch full (more left)
     catalog: Any = FakeCatalog(deleted=[2, 2, 1, 2, 2, 2])
     pruned, more_left = prune_catalog(catalog, Policy(batch_size=2, max_batches=3), NOW)
-    assert pruned == {"machine_status": 5, "machine_selections": 6, "services": 0, "jobs": 0}
+    assert pruned == {
+        "machine_status": 5,
+        "machine_selections": 6,
+        "services": 0,
+        "jobs": 0,
+        "job_notices": 0,
+    }
     assert more_left == ["machine_selections"]
     deletes = [(sql, params) for sql, params in catalog.statements if "DELETE FROM jobs" in sql]
     assert len(deletes) == 1 and "NOT EXISTS" in deletes[0][0]
