@@ -6,7 +6,7 @@ Every submission, one job or an ensemble, from a worker (``BatchHook``) or from 
 1. ``lookup_command``: the live jobs of all the names (one batch-system query), their work directories
    (one mkdir), then per job: the job-id record an earlier try left and the "judged" mark of the try that
    consumed its end; ``parse_lookup`` decides per job: re-attach to a live or unjudged job, or submit.
-2. ``submit_command``: write each new job's script (a quoted here-document), submit it and write what
+2. ``submit_command``: write each new job's script (one quoted word), submit it and write what
    the batch system answered to the job's record file in the same shell, so a restart finds the job
    even after the batch system forgot it; a failure of one job is reported for that job and never
    stops the others.
@@ -19,7 +19,6 @@ it is not, another submitter got there first, and the job it recorded is re-atta
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -125,11 +124,9 @@ def parse_lookup(
     return results
 
 
-def _heredoc(path: str, text: str) -> str:
-    delimiter = "URGENTFLOW_EOF_" + hashlib.sha256(text.encode()).hexdigest()[:16]
-    if delimiter in text:  # pragma: no cover - a script containing its own digest
-        raise SubmissionError(f"cannot quote the script for {path}")
-    return f"cat > {shlex.quote(path)} <<'{delimiter}'\n{text.rstrip(chr(10))}\n{delimiter}\n"
+def _write(path: str, text: str) -> str:
+    """Write ``text`` to ``path`` with bash's own ``printf`` (a quoted word: no process, no here-document)."""
+    return f"printf '%s\\n' {shlex.quote(text.rstrip(chr(10)))} > {shlex.quote(path)} && "
 
 
 def submit_command(adapter: BatchAdapter, specs: Sequence[JobSpec], seen: Sequence[Absent]) -> str:
@@ -139,7 +136,7 @@ def submit_command(adapter: BatchAdapter, specs: Sequence[JobSpec], seen: Sequen
     the look-up saw, per spec). The output is also the job's record file, moved in place by the same shell
     right after the submission, under the job's lock: a crash of ours after this command started leaves
     no job without its record. (Captured in a file, not with ``$(...)``: a local job started in the
-    background there, after a here-document, never ran.) Every file it writes is its owner's alone from
+    background there never ran.) Every file it writes is its owner's alone from
     its first byte (``umask 077``): a job script may hold the job's presigned links."""
     q = shlex.quote
     parts = ["umask 077\n", _READ]
@@ -152,7 +149,7 @@ def submit_command(adapter: BatchAdapter, specs: Sequence[JobSpec], seen: Sequen
             + f"echo '{EXISTING}'; [ -n \"$v\" ] && printf '%s\\n' \"$v\"; echo '{JUDGED}'; "
             + f'uf_read {q(spec.judged_file)}; [ -n "$v" ] && printf \'%s\\n\' "$v"; '
             + f"else ( if [ -e {script} ]; then rm -f {script}; fi; "
-            + _heredoc(spec.script_path, adapter.render_script(spec))
+            + _write(spec.script_path, adapter.render_script(spec))
             + f"{adapter.submit_command(spec)}\n"
             + f") < /dev/null > {out} 2>&1; rc=$?; uf_read {out}; printf '%s\\n' \"$v\"; "
             + f'if [ "$rc" = 0 ]; then mv -f {out} {record}; else rm -f {out}; echo "{FAILED} $rc"; fi; '
