@@ -62,7 +62,7 @@ class Upload:
         _check(isinstance(self.url, str) and bool(URL_RE.match(self.url)), "upload link", "(hidden)")
 
 
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")  # a SHA-256 digest in hex: checksums, HMAC-SHA256 tokens
 # An input's name in the job's work directory: one plain file name.
 FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
@@ -87,7 +87,7 @@ class Download:
 
 # The job's completion notice: an HMAC-SHA256 (hex) over a random nonce, for a job of a named machine.
 NONCE_RE = re.compile(r"^[0-9a-f]{32}$")
-TOKEN_RE = re.compile(r"^[0-9a-f]{64}$")
+TOKEN_RE = SHA256_RE
 
 
 @dataclass(frozen=True)
